@@ -1,0 +1,17 @@
+//! The shard's I/O runtime: one io_uring per thread, a single-threaded executor, and typed
+//! operations that own their buffers until the kernel is done with them.
+//!
+//! This module holds all of the engine's `unsafe` code (in `ring`, `op` and `executor`); the rest
+//! of the engine, the broker and the load generator use only its safe API. See
+//! `shared/REACTOR.md` for the rules it follows and the bugs it is built to avoid.
+
+mod executor;
+mod notify;
+mod op;
+mod ring;
+
+pub use executor::{spawn, yield_now, JoinHandle, Runtime, RuntimeConfig};
+pub use notify::Notify;
+pub use op::{
+    fdatasync, read_at, read_exact_at, sleep, write_all_at, writev_at, FdHolder, IOV_MAX,
+};

@@ -1,0 +1,21 @@
+//! Ringtail's storage engine: partition logs of Kafka v2 record batches, written and synced
+//! through a per-shard io_uring runtime.
+//!
+//! The engine knows nothing of Kafka's protocol except the record-batch header it stores and
+//! validates (`format::batch`). A [`Partition`] is owned by one shard thread and driven by that
+//! thread's [`io::Runtime`]; all `unsafe` code lives in [`io`].
+
+#![deny(clippy::unwrap_used)]
+
+pub mod config;
+pub mod error;
+pub mod format;
+pub mod io;
+pub mod log;
+pub mod segment;
+
+pub use config::{FsyncPolicy, LogConfig};
+pub use error::{AppendError, OpenError, ReadError, StorageError};
+#[cfg(feature = "fault-injection")]
+pub use log::Faults;
+pub use log::{AppendInfo, FileRange, Partition, ReadResult};

@@ -1,0 +1,414 @@
+//! A partition log: segments of Kafka v2 batches, appended without copying, written in one
+//! io_uring write per tick, synced per the fsync policy, recovered after crashes.
+//!
+//! A [`Partition`] lives on the shard that owns it (`Rc`, not `Send`); its tasks (writer,
+//! syncer) run on that shard's runtime, so nothing here takes a lock. State sits in a `RefCell`
+//! that is never borrowed across an `.await`: an I/O job is taken out of the state, awaited, and
+//! its result applied in a new borrow.
+//!
+//! Offsets, in the order they must always keep (asserted in `State::check`):
+//! `log_start <= recovery checkpoint <= durable <= written (high watermark) <= next (log end)`.
+//! - `next_offset`: assigned to appended batches, some still queued.
+//! - `written_offset`: every batch below it is in its segment file (readable; the high
+//!   watermark of this single-replica log).
+//! - `durable_offset`: every batch below it was covered by a completed fdatasync.
+//!
+//! A failed write or fdatasync poisons the partition: queued batches are dropped unacknowledged,
+//! waiters and later appends get the storage error, and no offset moves again until a reopen
+//! recovers from what is on disk.
+
+mod checkpoint;
+mod open;
+mod read;
+mod tasks;
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::config::LogConfig;
+use crate::error::{AppendError, StorageError};
+use crate::format::batch;
+use crate::io::{JoinHandle, Notify, IOV_MAX};
+use crate::segment::{Segment, SegmentFile};
+use checkpoint::Checkpoint;
+
+pub use read::{FileRange, ReadResult};
+
+/// What an append was given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub log_start_offset: i64,
+}
+
+/// One unit of work for the writer task, in log order.
+enum Job {
+    /// Batches contiguous in one segment file: one WRITEV.
+    Write {
+        file: Arc<SegmentFile>,
+        segment_base: i64,
+        position: u64,
+        bufs: Vec<Bytes>,
+        bytes: u64,
+        end_offset: i64,
+    },
+    /// The segment was rolled: flush it and write its index files, then mark it sealed.
+    Seal { segment_base: i64 },
+}
+
+struct State {
+    segments: BTreeMap<i64, Segment>,
+    /// Segments whose seal completed: fully written, flushed, indexes on disk.
+    sealed: std::collections::BTreeSet<i64>,
+    next_offset: i64,
+    written_offset: i64,
+    durable_offset: i64,
+    /// The file holding the newest written bytes: the one an fdatasync must cover.
+    written_file: Option<Arc<SegmentFile>>,
+    /// The highest offset (exclusive) a durability waiter asked for.
+    sync_wanted: i64,
+    pending: VecDeque<Job>,
+    poisoned: Option<StorageError>,
+    closing: bool,
+    checkpoint_due: bool,
+    leader_epoch: i32,
+}
+
+impl State {
+    fn active(&self) -> &Segment {
+        self.segments
+            .values()
+            .next_back()
+            .expect("a log has a segment")
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments
+            .values_mut()
+            .next_back()
+            .expect("a log has a segment")
+    }
+
+    fn log_start_offset(&self) -> i64 {
+        *self.segments.keys().next().expect("a log has a segment")
+    }
+
+    fn check(&self) {
+        debug_assert!(self.durable_offset <= self.written_offset);
+        debug_assert!(self.written_offset <= self.next_offset);
+        debug_assert!(self.log_start_offset() <= self.written_offset);
+    }
+}
+
+/// Test hooks: make the next write or fdatasync fail as the kernel would report it.
+#[cfg(feature = "fault-injection")]
+#[derive(Default, Debug, Clone, Copy)]
+pub struct Faults {
+    pub fail_next_write: bool,
+    pub fail_next_sync: bool,
+}
+
+pub struct Partition {
+    dir: PathBuf,
+    config: LogConfig,
+    state: RefCell<State>,
+    checkpoint: RefCell<Option<Checkpoint>>,
+    last_checkpoint: Cell<Instant>,
+    /// Wakes the writer: a job was queued, a checkpoint is due, or the log is closing.
+    work: Notify,
+    /// Wakes the syncer: data was written, a waiter wants durability, or the log is closing.
+    sync_work: Notify,
+    /// Wakes waiters: the written or durable offset moved, or the partition failed.
+    progress: Notify,
+    tasks: RefCell<Vec<JoinHandle<()>>>,
+    #[cfg(feature = "fault-injection")]
+    faults: Cell<Faults>,
+}
+
+impl Partition {
+    /// Opens (recovering if needed) or creates the partition log in `dir`, and starts its tasks
+    /// on the current runtime.
+    pub async fn open(dir: &Path, config: LogConfig) -> Result<Rc<Partition>, crate::OpenError> {
+        open::open(dir, config).await
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// Appends one producer batch (a slice of the request buffer). Validates it, assigns its
+    /// offsets, stamps `baseOffset` and `partitionLeaderEpoch` in place and queues it for the
+    /// writer; the bytes are not copied. `now_ms` is the broker's clock, for `segment.ms`.
+    pub fn append(&self, mut batch: BytesMut, now_ms: i64) -> Result<AppendInfo, AppendError> {
+        if batch.len() > self.config.max_message_bytes {
+            return Err(AppendError::TooLarge {
+                size: batch.len(),
+                max: self.config.max_message_bytes,
+            });
+        }
+        let mut header = batch::validate(&batch)?;
+        let mut state = self.state.borrow_mut();
+        if let Some(err) = &state.poisoned {
+            return Err(err.clone().into());
+        }
+        self.maybe_roll(&mut state, header.size as u64, now_ms)?;
+        let base_offset = state.next_offset;
+        batch::stamp(&mut batch, base_offset, state.leader_epoch);
+        header.base_offset = base_offset;
+        let interval = self.config.index_interval_bytes;
+        let active = state.active_mut();
+        let position = active.size;
+        active.record(&header, position, interval, now_ms);
+        let (file, segment_base) = (active.file.clone(), active.base_offset);
+        let bytes = batch.freeze();
+        let len = bytes.len() as u64;
+        let end_offset = header.next_offset();
+        state.next_offset = end_offset;
+        let merged = match state.pending.back_mut() {
+            Some(Job::Write {
+                segment_base: job_base,
+                bufs,
+                bytes: job_bytes,
+                end_offset: job_end,
+                ..
+            }) if *job_base == segment_base && bufs.len() < IOV_MAX => {
+                bufs.push(bytes.clone());
+                *job_bytes += len;
+                *job_end = end_offset;
+                true
+            }
+            _ => false,
+        };
+        if !merged {
+            state.pending.push_back(Job::Write {
+                file,
+                segment_base,
+                position,
+                bufs: vec![bytes],
+                bytes: len,
+                end_offset,
+            });
+        }
+        let log_start_offset = state.log_start_offset();
+        drop(state);
+        self.work.notify_all();
+        Ok(AppendInfo {
+            base_offset,
+            last_offset: end_offset - 1,
+            log_start_offset,
+        })
+    }
+
+    fn maybe_roll(
+        &self,
+        state: &mut State,
+        incoming: u64,
+        now_ms: i64,
+    ) -> Result<(), StorageError> {
+        let active = state.active();
+        if active.is_empty() {
+            return Ok(());
+        }
+        let too_big = active.size + incoming > self.config.segment_bytes;
+        let too_old = active
+            .rolling_base_ms
+            .is_some_and(|base| now_ms - base >= self.config.segment_ms);
+        if !(too_big || too_old) {
+            return Ok(());
+        }
+        let old_base = active.base_offset;
+        let segment = match Segment::create(&self.dir, state.next_offset) {
+            Ok(segment) => segment,
+            Err(err) => {
+                let path = Segment::log_path(&self.dir, state.next_offset);
+                let err = StorageError::new("create segment", path, err);
+                self.poison_locked(state, err.clone());
+                return Err(err);
+            }
+        };
+        state.segments.insert(segment.base_offset, segment);
+        state.pending.push_back(Job::Seal {
+            segment_base: old_base,
+        });
+        Ok(())
+    }
+
+    /// The high watermark: every offset below it can be read.
+    pub fn high_watermark(&self) -> i64 {
+        self.state.borrow().written_offset
+    }
+
+    /// The log end offset, counting batches still queued for writing.
+    pub fn log_end_offset(&self) -> i64 {
+        self.state.borrow().next_offset
+    }
+
+    pub fn durable_offset(&self) -> i64 {
+        self.state.borrow().durable_offset
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.state.borrow().log_start_offset()
+    }
+
+    /// Number of segments, including the active one.
+    pub fn segment_count(&self) -> usize {
+        self.state.borrow().segments.len()
+    }
+
+    /// Bytes of log on disk or queued, over all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.state.borrow().segments.values().map(|s| s.size).sum()
+    }
+
+    /// The error that took the partition offline, if one did.
+    pub fn poisoned(&self) -> Option<StorageError> {
+        self.state.borrow().poisoned.clone()
+    }
+
+    /// Waits until the batch holding `offset` is in its segment file (readable, survives kill -9).
+    pub async fn wait_written(&self, offset: i64) -> Result<(), StorageError> {
+        loop {
+            let notified = self.progress.notified();
+            {
+                let state = self.state.borrow();
+                if let Some(err) = &state.poisoned {
+                    return Err(err.clone());
+                }
+                if state.written_offset > offset {
+                    return Ok(());
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Waits until an fdatasync covered the batch holding `offset` (survives power loss). Every
+    /// waiter of a tick shares one fdatasync.
+    pub async fn wait_durable(&self, offset: i64) -> Result<(), StorageError> {
+        {
+            let mut state = self.state.borrow_mut();
+            state.sync_wanted = state.sync_wanted.max(offset + 1);
+        }
+        self.sync_work.notify_all();
+        loop {
+            let notified = self.progress.notified();
+            {
+                let state = self.state.borrow();
+                if let Some(err) = &state.poisoned {
+                    return Err(err.clone());
+                }
+                if state.durable_offset > offset {
+                    return Ok(());
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Waits for what the fsync policy requires before a produce with this acks setting may be
+    /// acknowledged.
+    pub async fn wait_for_ack(&self, last_offset: i64, acks_all: bool) -> Result<(), StorageError> {
+        if self.config.fsync.ack_waits_for_sync(acks_all) {
+            self.wait_durable(last_offset).await
+        } else {
+            self.wait_written(last_offset).await
+        }
+    }
+
+    /// Deletes whole sealed segments past `retention.ms` (by their newest timestamp) or beyond
+    /// `retention.bytes`, oldest first, and advances the log start offset. Returns how many were
+    /// deleted. The active segment is never deleted; files still read by a fetch stay open until
+    /// the fetch drops them.
+    pub fn enforce_retention(&self, now_ms: i64) -> Result<usize, StorageError> {
+        let mut state = self.state.borrow_mut();
+        let mut total: u64 = state.segments.values().map(|s| s.size).sum();
+        let mut deleted = 0;
+        while state.segments.len() > 1 {
+            let (&base, oldest) = state.segments.iter().next().expect("len > 1");
+            if !state.sealed.contains(&base) {
+                break;
+            }
+            let expired = self.config.retention_ms.is_some_and(|limit| {
+                oldest.max_timestamp >= 0 && now_ms - oldest.max_timestamp > limit
+            });
+            let oversized = self
+                .config
+                .retention_bytes
+                .is_some_and(|limit| total - oldest.size >= limit);
+            if !(expired || oversized) {
+                break;
+            }
+            total -= oldest.size;
+            state.segments.remove(&base);
+            state.sealed.remove(&base);
+            for path in [
+                Segment::log_path(&self.dir, base),
+                Segment::index_path(&self.dir, base),
+                Segment::time_index_path(&self.dir, base),
+            ] {
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(err) => return Err(StorageError::new("delete segment", path, err)),
+                }
+            }
+            deleted += 1;
+        }
+        Ok(deleted)
+    }
+
+    /// Stops the tasks after every queued batch is written, flushes the active segment and its
+    /// indexes, records the checkpoint and writes the clean-shutdown marker.
+    pub async fn close(&self) -> Result<(), StorageError> {
+        self.state.borrow_mut().closing = true;
+        self.work.notify_all();
+        self.sync_work.notify_all();
+        let tasks = std::mem::take(&mut *self.tasks.borrow_mut());
+        for task in tasks {
+            task.await;
+        }
+        if let Some(err) = self.poisoned() {
+            return Err(err);
+        }
+        let active_base = self.state.borrow().active().base_offset;
+        self.flush_segment(active_base).await?;
+        let next = self.state.borrow().next_offset;
+        self.store_checkpoint(next).await?;
+        checkpoint::write_clean_marker(&self.dir)
+            .map_err(|err| StorageError::new("write clean-shutdown marker", &self.dir, err))
+    }
+
+    /// Injects a failure into the next write or fdatasync (tests only).
+    #[cfg(feature = "fault-injection")]
+    pub fn inject_faults(&self, faults: Faults) {
+        self.faults.set(faults);
+    }
+
+    /// Takes the partition offline: drops queued batches and wakes every waiter with `err`.
+    fn poison_locked(&self, state: &mut State, err: StorageError) {
+        if state.poisoned.is_none() {
+            state.poisoned = Some(err);
+        }
+        state.pending.clear();
+        self.progress.notify_all();
+        self.work.notify_all();
+        self.sync_work.notify_all();
+    }
+
+    fn poison(&self, err: StorageError) {
+        let mut state = self.state.borrow_mut();
+        self.poison_locked(&mut state, err);
+    }
+}

@@ -1,0 +1,298 @@
+//! Opening a partition: find its segments, load or rebuild their indexes, and recover from an
+//! unclean stop.
+//!
+//! Runs on the owning shard before the partition serves anything. Metadata calls (listing,
+//! opening, truncating files) are blocking here; data reads go through the ring.
+//!
+//! The crash model: after a clean close (marker present) the index files are trusted once
+//! validated. Otherwise every segment from the one holding the recovery checkpoint onwards is
+//! scanned batch by batch. A bad batch below the checkpoint is corruption of flushed data: the
+//! open fails with the file and position. A bad batch at or above it is a torn tail: the file is
+//! truncated there and later segments are deleted (their bytes were never acknowledged as
+//! durable, and without the missing batch they could not be served in order anyway).
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::Path;
+use std::rc::Rc;
+use std::time::Instant;
+
+use super::checkpoint::{self, Checkpoint};
+use super::{Partition, State};
+use crate::config::LogConfig;
+use crate::error::OpenError;
+use crate::io::Notify;
+use crate::segment::index::{OffsetIndex, TimeIndex};
+use crate::segment::recovery::{scan, Damage};
+use crate::segment::{parse_file_name, Segment};
+
+pub(super) async fn open(dir: &Path, config: LogConfig) -> Result<Rc<Partition>, OpenError> {
+    if config.segment_bytes > i32::MAX as u64 || config.segment_bytes < 1024 {
+        return Err(OpenError::io(
+            "check segment.bytes",
+            dir,
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "segment.bytes must be between 1 KiB and 2 GiB",
+            ),
+        ));
+    }
+    std::fs::create_dir_all(dir).map_err(|err| OpenError::io("create directory", dir, err))?;
+    let bases = list_segments(dir)?;
+    let checkpoint =
+        Checkpoint::open(dir).map_err(|err| OpenError::io("open checkpoint", dir, err))?;
+    let clean = dir.join(checkpoint::CLEAN_SHUTDOWN_FILE).exists();
+
+    let mut segments = BTreeMap::new();
+    for &base in &bases {
+        let segment = Segment::open(dir, base)
+            .map_err(|err| OpenError::io("open segment", Segment::log_path(dir, base), err))?;
+        segments.insert(base, segment);
+    }
+    if segments.is_empty() {
+        let base = checkpoint.recovery_offset().unwrap_or(0).max(0);
+        let segment = Segment::create(dir, base)
+            .map_err(|err| OpenError::io("create segment", Segment::log_path(dir, base), err))?;
+        checkpoint::sync_dir(dir).map_err(|err| OpenError::io("fsync directory", dir, err))?;
+        segments.insert(base, segment);
+    }
+    let first_base = *segments.keys().next().expect("not empty");
+    // Below the checkpoint, data was flushed; with no checkpoint nothing is known to be.
+    let recovery_offset = checkpoint
+        .recovery_offset()
+        .unwrap_or(first_base)
+        .max(first_base);
+    let interval = config.index_interval_bytes;
+
+    let mut recovered = if clean {
+        load_all(&mut segments, interval).await?
+    } else {
+        recover(dir, &mut segments, recovery_offset, interval).await?
+    };
+    check_contiguous(&segments)?;
+    let active = segments.values_mut().next_back().expect("not empty");
+    set_rolling_base(active).await;
+    let next_offset = active.next_offset;
+    if !clean {
+        // Make everything that survived durable, so the checkpoint can move to the log end.
+        for segment in segments.values() {
+            let (result, _) = crate::io::fdatasync(segment.file.clone()).await;
+            result.map_err(|err| OpenError::io("fdatasync", segment.file.path(), err))?;
+        }
+        recovered = true;
+    }
+    let sealed: BTreeSet<i64> = segments
+        .keys()
+        .copied()
+        .filter(|&b| b != *segments.keys().next_back().unwrap())
+        .collect();
+    let state = State {
+        segments,
+        sealed,
+        next_offset,
+        written_offset: next_offset,
+        durable_offset: next_offset,
+        written_file: None,
+        sync_wanted: 0,
+        pending: VecDeque::new(),
+        poisoned: None,
+        closing: false,
+        checkpoint_due: false,
+        leader_epoch: 0,
+    };
+    let partition = Rc::new(Partition {
+        dir: dir.to_path_buf(),
+        config,
+        state: RefCell::new(state),
+        checkpoint: RefCell::new(Some(checkpoint)),
+        last_checkpoint: Cell::new(Instant::now()),
+        work: Notify::new(),
+        sync_work: Notify::new(),
+        progress: Notify::new(),
+        tasks: RefCell::new(Vec::new()),
+        #[cfg(feature = "fault-injection")]
+        faults: Cell::new(Default::default()),
+    });
+    if recovered {
+        partition.store_checkpoint(next_offset).await?;
+    }
+    checkpoint::take_clean_marker(dir)
+        .map_err(|err| OpenError::io("remove clean-shutdown marker", dir, err))?;
+    partition.start_tasks();
+    Ok(partition)
+}
+
+fn list_segments(dir: &Path) -> Result<Vec<i64>, OpenError> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|err| OpenError::io("list directory", dir, err))?;
+    let mut bases = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|err| OpenError::io("list directory", dir, err))?;
+        if let Some(base) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| parse_file_name(n, "log"))
+        {
+            bases.push(base);
+        }
+    }
+    bases.sort_unstable();
+    Ok(bases)
+}
+
+/// Clean start: load every segment's index files (rebuilding any that fail validation) and scan
+/// only each segment's tail past its last index entry. Returns whether anything was rebuilt.
+async fn load_all(segments: &mut BTreeMap<i64, Segment>, interval: u32) -> Result<bool, OpenError> {
+    let mut rebuilt = false;
+    for segment in segments.values_mut() {
+        rebuilt |= load_segment(segment, interval).await?;
+    }
+    Ok(rebuilt)
+}
+
+/// Loads one flushed segment: its index files if they validate against the log, otherwise a
+/// full rebuild. Any damage is corruption (this data was flushed). Returns true if rebuilt.
+async fn load_segment(segment: &mut Segment, interval: u32) -> Result<bool, OpenError> {
+    let file_len = segment.size;
+    if let Some((index, time_index)) = read_index_files(segment, file_len) {
+        if let Some(last) = index.last() {
+            segment.adopt_indexes(index, time_index);
+            segment.next_offset = segment.base_offset + i64::from(last.relative_offset);
+            let damage = scan(segment, u64::from(last.position), file_len, interval)
+                .await
+                .map_err(|err| OpenError::io("read segment", segment.file.path(), err))?;
+            if damage.is_none() {
+                return Ok(false);
+            }
+            // The index disagrees with the log: rebuild it from the log below.
+        }
+    }
+    segment.reset_indexes();
+    let damage = scan(segment, 0, file_len, interval)
+        .await
+        .map_err(|err| OpenError::io("read segment", segment.file.path(), err))?;
+    if let Some(damage) = damage {
+        return Err(corrupt(segment, damage));
+    }
+    Ok(true)
+}
+
+fn read_index_files(segment: &Segment, file_len: u64) -> Option<(OffsetIndex, TimeIndex)> {
+    let dir = segment.file.path().parent()?;
+    let index_bytes = std::fs::read(Segment::index_path(dir, segment.base_offset)).ok()?;
+    let time_bytes = std::fs::read(Segment::time_index_path(dir, segment.base_offset)).ok()?;
+    let index = OffsetIndex::from_bytes(&index_bytes, file_len)?;
+    let max_relative = index.last().map_or(0, |e| e.relative_offset);
+    let time_index = TimeIndex::from_bytes(&time_bytes, max_relative)?;
+    Some((index, time_index))
+}
+
+/// Unclean start. Segments wholly below the checkpoint are loaded as flushed; from the one
+/// holding the checkpoint onwards, each is scanned and the first torn batch ends the log.
+async fn recover(
+    dir: &Path,
+    segments: &mut BTreeMap<i64, Segment>,
+    recovery_offset: i64,
+    interval: u32,
+) -> Result<bool, OpenError> {
+    let bases: Vec<i64> = segments.keys().copied().collect();
+    // The segment holding the checkpoint: the last whose base is at or below it.
+    let first_scanned = bases
+        .iter()
+        .rev()
+        .find(|&&base| base <= recovery_offset)
+        .copied()
+        .unwrap_or(bases[0]);
+    for (i, &base) in bases.iter().enumerate() {
+        let segment = segments.get_mut(&base).expect("listed");
+        if base < first_scanned {
+            load_segment(segment, interval).await?;
+            continue;
+        }
+        segment.reset_indexes();
+        let file_len = segment.size;
+        let damage = scan(segment, 0, file_len, interval)
+            .await
+            .map_err(|err| OpenError::io("read segment", segment.file.path(), err))?;
+        let Some(damage) = damage else { continue };
+        if damage.expected_offset < recovery_offset {
+            return Err(corrupt(segment, damage));
+        }
+        truncate(segment, damage.position)?;
+        for &later in &bases[i + 1..] {
+            let removed = segments.remove(&later).expect("listed");
+            for path in [
+                Segment::log_path(dir, later),
+                Segment::index_path(dir, later),
+                Segment::time_index_path(dir, later),
+            ] {
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(err) => return Err(OpenError::io("delete segment", path, err)),
+                }
+            }
+            drop(removed);
+        }
+        checkpoint::sync_dir(dir).map_err(|err| OpenError::io("fsync directory", dir, err))?;
+        break;
+    }
+    Ok(true)
+}
+
+fn truncate(segment: &mut Segment, position: u64) -> Result<(), OpenError> {
+    segment
+        .file
+        .file()
+        .set_len(position)
+        .map_err(|err| OpenError::io("truncate torn tail", segment.file.path(), err))?;
+    segment.size = position;
+    segment.written_size = position;
+    Ok(())
+}
+
+fn corrupt(segment: &Segment, damage: Damage) -> OpenError {
+    OpenError::Corrupt {
+        path: segment.file.path().to_path_buf(),
+        position: damage.position,
+        reason: format!(
+            "{} (offset {} lies below the recovery checkpoint: this data was flushed, so it is \
+             not a torn write)",
+            damage.reason, damage.expected_offset
+        ),
+    }
+}
+
+fn check_contiguous(segments: &BTreeMap<i64, Segment>) -> Result<(), OpenError> {
+    let mut previous: Option<&Segment> = None;
+    for segment in segments.values() {
+        if let Some(prev) = previous {
+            if prev.next_offset != segment.base_offset {
+                return Err(OpenError::Corrupt {
+                    path: segment.file.path().to_path_buf(),
+                    position: 0,
+                    reason: format!(
+                        "segment starts at offset {} but the previous one ends at {}",
+                        segment.base_offset, prev.next_offset
+                    ),
+                });
+            }
+        }
+        previous = Some(segment);
+    }
+    Ok(())
+}
+
+/// `segment.ms` counts from the active segment's first batch: read its timestamp.
+async fn set_rolling_base(active: &mut Segment) {
+    if active.rolling_base_ms.is_some() || active.is_empty() {
+        return;
+    }
+    if let Ok(bytes) =
+        crate::io::read_exact_at(active.file.clone(), crate::format::batch::HEADER_LEN, 0).await
+    {
+        if let Ok(header) = crate::format::batch::parse_header(&bytes) {
+            active.rolling_base_ms = Some(header.max_timestamp);
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! Reads: file ranges on batch boundaries for zero-copy fetch, a buffered read for tests and
+//! tools, and the offset lookups (earliest, latest, by timestamp).
+//!
+//! Runs on the partition's shard. The sparse index narrows a lookup to one index interval; the
+//! exact batch boundary is found by reading batch headers from that point through the ring (one
+//! small read, normally from the page cache). Only written bytes are ever returned: a range ends
+//! at or before the segment's `written_size`.
+
+use std::sync::Arc;
+
+use super::Partition;
+use crate::error::ReadError;
+use crate::format::batch::{self, BatchHeader, HEADER_LEN};
+use crate::io::read_exact_at;
+use crate::segment::SegmentFile;
+
+/// Bytes read at a time while walking batch headers.
+const WALK_CHUNK_BYTES: usize = 16 * 1024;
+
+/// A run of whole batches in a segment file, to be spliced to a socket. Holding it keeps the
+/// file open even if retention deletes the segment meanwhile.
+#[derive(Clone, Debug)]
+pub struct FileRange {
+    pub file: Arc<SegmentFile>,
+    pub position: u64,
+    pub len: u64,
+}
+
+/// The answer to a fetch: ranges (empty when there is nothing new) and the partition's offsets.
+#[derive(Clone, Debug)]
+pub struct ReadResult {
+    pub ranges: Vec<FileRange>,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+}
+
+impl ReadResult {
+    pub fn bytes(&self) -> u64 {
+        self.ranges.iter().map(|r| r.len).sum()
+    }
+}
+
+/// Reads batch headers sequentially from a segment file, a chunk at a time.
+struct HeaderWalker {
+    file: Arc<SegmentFile>,
+    /// Bytes of the file that may be read (its written size).
+    limit: u64,
+    buf: Vec<u8>,
+    buf_position: u64,
+}
+
+impl HeaderWalker {
+    fn new(file: Arc<SegmentFile>, limit: u64) -> HeaderWalker {
+        HeaderWalker {
+            file,
+            limit,
+            buf: Vec::new(),
+            buf_position: 0,
+        }
+    }
+
+    /// The header of the batch at `position`, which must be a batch boundary below `limit`.
+    async fn header_at(&mut self, position: u64) -> Result<BatchHeader, ReadError> {
+        let buffered_end = self.buf_position + self.buf.len() as u64;
+        if position < self.buf_position || position + HEADER_LEN as u64 > buffered_end {
+            let len = (self.limit.saturating_sub(position)).min(WALK_CHUNK_BYTES as u64) as usize;
+            self.buf = read_exact_at(self.file.clone(), len, position)
+                .await
+                .map_err(|err| crate::error::StorageError::new("read", self.file.path(), err))?;
+            self.buf_position = position;
+        }
+        let at = (position - self.buf_position) as usize;
+        let header = batch::parse_header(&self.buf[at..])
+            .map_err(|err| self.inconsistent(position, err.to_string()))?;
+        if position + header.size as u64 > self.limit {
+            return Err(self.inconsistent(position, "batch runs past the written end".into()));
+        }
+        Ok(header)
+    }
+
+    fn inconsistent(&self, position: u64, reason: String) -> ReadError {
+        ReadError::Inconsistent {
+            path: self.file.path().to_path_buf(),
+            position,
+            reason,
+        }
+    }
+}
+
+/// Where a read starts: the segment and the index entry at or below the wanted offset.
+struct Start {
+    segment_base: i64,
+    file: Arc<SegmentFile>,
+    written_size: u64,
+    position: u64,
+}
+
+impl Partition {
+    fn out_of_range(&self, offset: i64) -> ReadError {
+        let state = self.state.borrow();
+        ReadError::OffsetOutOfRange {
+            offset,
+            log_start_offset: state.log_start_offset(),
+            high_watermark: state.written_offset,
+        }
+    }
+
+    /// Locates `offset`: Ok(None) when it is the high watermark (nothing to read yet).
+    fn start_for(&self, offset: i64) -> Result<Option<Start>, ReadError> {
+        let state = self.state.borrow();
+        if let Some(err) = &state.poisoned {
+            return Err(err.clone().into());
+        }
+        if offset == state.written_offset {
+            return Ok(None);
+        }
+        if offset < state.log_start_offset() || offset > state.written_offset {
+            drop(state);
+            return Err(self.out_of_range(offset));
+        }
+        let (_, segment) = state
+            .segments
+            .range(..=offset)
+            .next_back()
+            .expect("offset at or above the log start");
+        let entry = segment.index.floor_offset(segment.relative(offset));
+        Ok(Some(Start {
+            segment_base: segment.base_offset,
+            file: segment.file.clone(),
+            written_size: segment.written_size,
+            position: entry.map_or(0, |e| u64::from(e.position)),
+        }))
+    }
+
+    /// Whole batches from the one holding `offset`, at most `max_bytes` of them (but always at
+    /// least one batch, as Kafka does, so a consumer can make progress past a large batch), as
+    /// file ranges of one segment.
+    pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult, ReadError> {
+        let (high_watermark, log_start_offset) = {
+            let state = self.state.borrow();
+            (state.written_offset, state.log_start_offset())
+        };
+        let mut result = ReadResult {
+            ranges: Vec::new(),
+            high_watermark,
+            log_start_offset,
+        };
+        let Some(start) = self.start_for(offset)? else {
+            return Ok(result);
+        };
+        let mut walker = HeaderWalker::new(start.file.clone(), start.written_size);
+        // Walk from the index entry to the batch that holds `offset`.
+        let mut position = start.position;
+        let first = loop {
+            let header = walker.header_at(position).await?;
+            if header.next_offset() > offset {
+                break header;
+            }
+            position += header.size as u64;
+        };
+        let begin = position;
+        let budget_end = begin.saturating_add(max_bytes as u64);
+        let end = if start.written_size <= budget_end {
+            start.written_size
+        } else {
+            let hint = {
+                let state = self.state.borrow();
+                state
+                    .segments
+                    .get(&start.segment_base)
+                    .and_then(|s| {
+                        s.index
+                            .floor_position(budget_end.min(u32::MAX as u64) as u32)
+                    })
+                    .map_or(begin, |e| u64::from(e.position).max(begin))
+            };
+            let mut at = hint;
+            loop {
+                let header = walker.header_at(at).await?;
+                if at + header.size as u64 > budget_end {
+                    break at;
+                }
+                at += header.size as u64;
+            }
+        };
+        let end = end.max(begin + first.size as u64);
+        result.ranges.push(FileRange {
+            file: start.file,
+            position: begin,
+            len: end - begin,
+        });
+        Ok(result)
+    }
+
+    /// Like [`Partition::read`], but returns the bytes (a copy through user space, for tests
+    /// and tools; the broker splices the ranges instead).
+    pub async fn read_bytes(&self, offset: i64, max_bytes: usize) -> Result<Vec<u8>, ReadError> {
+        let result = self.read(offset, max_bytes).await?;
+        let mut out = Vec::with_capacity(result.bytes() as usize);
+        for range in result.ranges {
+            let path = range.file.path().to_path_buf();
+            let bytes = read_exact_at(range.file, range.len as usize, range.position)
+                .await
+                .map_err(|err| crate::error::StorageError::new("read", path, err))?;
+            out.extend_from_slice(&bytes);
+        }
+        Ok(out)
+    }
+
+    /// The first offset whose batch has a timestamp at or after `timestamp_ms` (batch
+    /// granularity: the base offset of the first batch whose max timestamp reaches it), or None
+    /// when no written batch does.
+    pub async fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<i64>, ReadError> {
+        let start = {
+            let state = self.state.borrow();
+            if let Some(err) = &state.poisoned {
+                return Err(err.clone().into());
+            }
+            let Some(segment) = state
+                .segments
+                .values()
+                .find(|s| s.max_timestamp >= timestamp_ms)
+            else {
+                return Ok(None);
+            };
+            let entry = segment
+                .time_index
+                .floor_below(timestamp_ms)
+                .and_then(|t| segment.index.floor_offset(t.relative_offset));
+            Start {
+                segment_base: segment.base_offset,
+                file: segment.file.clone(),
+                written_size: segment.written_size,
+                position: entry.map_or(0, |e| u64::from(e.position)),
+            }
+        };
+        let _ = start.segment_base;
+        let mut walker = HeaderWalker::new(start.file, start.written_size);
+        let mut position = start.position;
+        while position < start.written_size {
+            let header = walker.header_at(position).await?;
+            if header.max_timestamp >= timestamp_ms {
+                return Ok(Some(header.base_offset));
+            }
+            position += header.size as u64;
+        }
+        Ok(None)
+    }
+}

@@ -1,0 +1,228 @@
+//! The partition's background tasks, on its shard's runtime: the writer (one WRITEV per queued
+//! job, in log order; seals rolled segments), the syncer (fdatasync shared by every waiter that
+//! asked since the last one), and for `interval:MS` a ticker that asks the syncer periodically.
+//!
+//! Ordering: the writer runs jobs strictly in order, so a segment's seal (its fdatasync and index
+//! files) completes before any byte of the next segment is written; the syncer issues fdatasync
+//! only for bytes whose write already completed (io_uring does not order them otherwise).
+
+use std::fs::File;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::{Job, Partition};
+use crate::config::FsyncPolicy;
+use crate::error::StorageError;
+use crate::io::{fdatasync, sleep, spawn, write_all_at};
+use crate::segment::{Segment, SegmentFile};
+
+impl Partition {
+    pub(super) fn start_tasks(self: &Rc<Self>) {
+        let mut tasks = self.tasks.borrow_mut();
+        tasks.push(spawn(run_writer(self.clone())));
+        tasks.push(spawn(run_syncer(self.clone())));
+        if let FsyncPolicy::Interval(every) = self.config.fsync {
+            tasks.push(spawn(run_ticker(self.clone(), every)));
+        }
+    }
+
+    /// Writes the segment's index files and flushes them, the log file and the directory.
+    pub(super) async fn flush_segment(&self, segment_base: i64) -> Result<(), StorageError> {
+        let (file, index, time_index) = {
+            let state = self.state.borrow();
+            let segment = &state.segments[&segment_base];
+            (
+                segment.file.clone(),
+                Bytes::from(segment.index.to_bytes()),
+                Bytes::from(segment.time_index.to_bytes()),
+            )
+        };
+        let index_path = Segment::index_path(&self.dir, segment_base);
+        let time_index_path = Segment::time_index_path(&self.dir, segment_base);
+        write_file(&index_path, index).await?;
+        write_file(&time_index_path, time_index).await?;
+        self.sync_file(file).await?;
+        super::checkpoint::sync_dir(&self.dir)
+            .map_err(|err| StorageError::new("fsync directory", &self.dir, err))
+    }
+
+    /// fdatasync of a segment file, with fault injection for tests.
+    async fn sync_file(&self, file: Arc<SegmentFile>) -> Result<(), StorageError> {
+        #[cfg(feature = "fault-injection")]
+        {
+            let mut faults = self.faults.get();
+            if std::mem::take(&mut faults.fail_next_sync) {
+                self.faults.set(faults);
+                let err = std::io::Error::from_raw_os_error(libc::EIO);
+                return Err(StorageError::new("fdatasync", file.path(), err));
+            }
+        }
+        let path = file.path().to_path_buf();
+        let (result, _) = fdatasync(file).await;
+        result.map_err(|err| StorageError::new("fdatasync", path, err))
+    }
+
+    pub(super) async fn store_checkpoint(&self, recovery_offset: i64) -> Result<(), StorageError> {
+        let Some(mut checkpoint) = self.checkpoint.borrow_mut().take() else {
+            return Ok(()); // another store is in progress; it covers an earlier offset
+        };
+        let result = checkpoint.store(recovery_offset).await;
+        let path = checkpoint.path().to_path_buf();
+        *self.checkpoint.borrow_mut() = Some(checkpoint);
+        self.last_checkpoint.set(Instant::now());
+        result.map_err(|err| StorageError::new("write recovery checkpoint", path, err))
+    }
+
+    async fn run_write_job(&self, job: Job) -> Result<(), StorageError> {
+        match job {
+            Job::Write {
+                file,
+                segment_base,
+                position,
+                bufs,
+                bytes,
+                end_offset,
+            } => {
+                #[cfg(feature = "fault-injection")]
+                {
+                    let mut faults = self.faults.get();
+                    if std::mem::take(&mut faults.fail_next_write) {
+                        self.faults.set(faults);
+                        let err = std::io::Error::from_raw_os_error(libc::EIO);
+                        return Err(StorageError::new("write", file.path(), err));
+                    }
+                }
+                let (result, file, _bufs) = write_all_at(file, bufs, position).await;
+                if let Err((err, _written)) = result {
+                    return Err(StorageError::new("write", file.path(), err));
+                }
+                let mut state = self.state.borrow_mut();
+                if let Some(segment) = state.segments.get_mut(&segment_base) {
+                    segment.written_size = position + bytes;
+                }
+                state.written_offset = end_offset;
+                state.written_file = Some(file);
+                state.check();
+                drop(state);
+                self.progress.notify_all();
+                self.sync_work.notify_all();
+                Ok(())
+            }
+            Job::Seal { segment_base } => {
+                self.flush_segment(segment_base).await?;
+                let recovery_offset = {
+                    let mut state = self.state.borrow_mut();
+                    let end = state.segments[&segment_base].next_offset;
+                    state.durable_offset = state.durable_offset.max(end);
+                    state.sealed.insert(segment_base);
+                    state.check();
+                    state.durable_offset
+                };
+                self.progress.notify_all();
+                self.store_checkpoint(recovery_offset).await
+            }
+        }
+    }
+}
+
+async fn run_writer(partition: Rc<Partition>) {
+    loop {
+        let notified = partition.work.notified();
+        let (job, closing, checkpoint_due) = {
+            let mut state = partition.state.borrow_mut();
+            let job = if state.poisoned.is_some() {
+                None
+            } else {
+                state.pending.pop_front()
+            };
+            let due = std::mem::take(&mut state.checkpoint_due);
+            (job, state.closing || state.poisoned.is_some(), due)
+        };
+        match job {
+            Some(job) => {
+                if let Err(err) = partition.run_write_job(job).await {
+                    partition.poison(err);
+                }
+            }
+            None if closing => return,
+            None => {
+                if checkpoint_due {
+                    let durable = partition.durable_offset();
+                    if let Err(err) = partition.store_checkpoint(durable).await {
+                        partition.poison(err);
+                    }
+                    continue;
+                }
+                notified.await;
+            }
+        }
+    }
+}
+
+async fn run_syncer(partition: Rc<Partition>) {
+    let always = partition.config.fsync == FsyncPolicy::Always;
+    loop {
+        let notified = partition.sync_work.notified();
+        let target = {
+            let state = partition.state.borrow();
+            if state.poisoned.is_some() {
+                return;
+            }
+            let unsynced = state.written_offset > state.durable_offset;
+            let asked = state.sync_wanted > state.durable_offset;
+            match &state.written_file {
+                Some(file) if unsynced && (always || asked) => {
+                    Some((state.written_offset, file.clone()))
+                }
+                _ if state.closing && state.pending.is_empty() && !asked => return,
+                _ => None,
+            }
+        };
+        let Some((offset, file)) = target else {
+            notified.await;
+            continue;
+        };
+        if let Err(err) = partition.sync_file(file).await {
+            partition.poison(err);
+            return;
+        }
+        {
+            let mut state = partition.state.borrow_mut();
+            state.durable_offset = state.durable_offset.max(offset);
+            state.check();
+            let interval = Duration::from_millis(partition.config.checkpoint_interval_ms);
+            if partition.last_checkpoint.get().elapsed() >= interval {
+                state.checkpoint_due = true;
+            }
+        }
+        partition.progress.notify_all();
+        partition.work.notify_all();
+    }
+}
+
+async fn run_ticker(partition: Rc<Partition>, every: Duration) {
+    loop {
+        sleep(every).await;
+        {
+            let mut state = partition.state.borrow_mut();
+            if state.closing || state.poisoned.is_some() {
+                return;
+            }
+            state.sync_wanted = state.sync_wanted.max(state.written_offset);
+        }
+        partition.sync_work.notify_all();
+    }
+}
+
+/// Replaces a small file's contents (index files): create, write through the ring, fdatasync.
+async fn write_file(path: &std::path::Path, bytes: Bytes) -> Result<(), StorageError> {
+    let file = File::create(path).map_err(|err| StorageError::new("create", path, err))?;
+    let file = Arc::new(file);
+    let (result, file, _) = write_all_at(file, vec![bytes], 0).await;
+    result.map_err(|(err, _)| StorageError::new("write", path, err))?;
+    let (result, _) = fdatasync(file).await;
+    result.map_err(|err| StorageError::new("fdatasync", path, err))
+}

@@ -1,0 +1,195 @@
+//! Append, read back, roll, reopen: the partition log's everyday paths.
+
+mod common;
+
+use common::{batch, open, run, split_batches};
+use ringtail_engine::{AppendError, FsyncPolicy, LogConfig, ReadError};
+
+fn small_segments() -> LogConfig {
+    LogConfig {
+        segment_bytes: 16 * 1024,
+        index_interval_bytes: 1024,
+        ..LogConfig::default()
+    }
+}
+
+#[test]
+fn appended_batches_read_back_with_their_offsets() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    run(async {
+        let log = open(dir.path(), LogConfig::default()).await;
+        let mut expected = Vec::new();
+        for i in 0..20u8 {
+            let info = log
+                .append(batch(5, 50, 1000 + i64::from(i), i), 1000)
+                .expect("append");
+            assert_eq!(info.base_offset, i64::from(i) * 5);
+            assert_eq!(info.last_offset, i64::from(i) * 5 + 4);
+            expected.push(info.base_offset);
+        }
+        log.wait_for_ack(99, true).await.expect("durable");
+        assert_eq!(log.high_watermark(), 100);
+        assert_eq!(log.durable_offset(), 100);
+        let bytes = log.read_bytes(0, usize::MAX).await.expect("read");
+        let batches = split_batches(&bytes);
+        let bases: Vec<i64> = batches.iter().map(|(b, _)| *b).collect();
+        assert_eq!(bases, expected);
+        // A read from the middle of a batch starts at that batch.
+        let bytes = log.read_bytes(12, usize::MAX).await.expect("read");
+        assert_eq!(split_batches(&bytes)[0].0, 10);
+        // Reading at the high watermark returns nothing; past it is out of range.
+        assert!(log
+            .read(100, 1 << 20)
+            .await
+            .expect("read")
+            .ranges
+            .is_empty());
+        assert!(matches!(
+            log.read(101, 1 << 20).await,
+            Err(ReadError::OffsetOutOfRange { .. })
+        ));
+        log.close().await.expect("close");
+    });
+}
+
+#[test]
+fn max_bytes_cuts_on_batch_boundaries_but_returns_at_least_one_batch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    run(async {
+        let log = open(dir.path(), LogConfig::default()).await;
+        let size = batch(10, 100, 1, 0).len();
+        for i in 0..50u8 {
+            log.append(batch(10, 100, 1, i), 0).expect("append");
+        }
+        log.wait_written(499).await.expect("written");
+        let result = log.read(0, size * 3 + 10).await.expect("read");
+        assert_eq!(result.bytes() as usize, size * 3);
+        let result = log.read(0, 10).await.expect("read");
+        assert_eq!(
+            result.bytes() as usize,
+            size,
+            "one whole batch even over budget"
+        );
+        let result = log.read(105, size * 2).await.expect("read");
+        assert_eq!(result.bytes() as usize, size * 2);
+        log.close().await.expect("close");
+    });
+}
+
+#[test]
+fn bad_batches_are_refused_and_nothing_is_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    run(async {
+        let config = LogConfig {
+            max_message_bytes: 2000,
+            ..LogConfig::default()
+        };
+        let log = open(dir.path(), config).await;
+        let mut corrupt = batch(3, 10, 1, 0);
+        let last = corrupt.len() - 1;
+        corrupt[last] ^= 1;
+        assert!(matches!(
+            log.append(corrupt, 0),
+            Err(AppendError::Corrupt(_))
+        ));
+        assert!(matches!(
+            log.append(batch(30, 100, 1, 0), 0),
+            Err(AppendError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            log.append(bytes::BytesMut::from(&b"short"[..]), 0),
+            Err(AppendError::Corrupt(_))
+        ));
+        assert_eq!(log.log_end_offset(), 0);
+        let info = log
+            .append(batch(3, 10, 1, 0), 0)
+            .expect("a good batch still works");
+        assert_eq!(info.base_offset, 0);
+        log.close().await.expect("close");
+    });
+}
+
+#[test]
+fn segments_roll_by_size_and_age_and_survive_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let total = run(async {
+        let log = open(dir.path(), small_segments()).await;
+        for i in 0..100u8 {
+            log.append(batch(4, 200, 5_000, i), 5_000).expect("append");
+        }
+        log.wait_written(399).await.expect("written");
+        assert!(
+            log.segment_count() > 5,
+            "rolled by size: {}",
+            log.segment_count()
+        );
+        let before = log.segment_count();
+        // Age: a batch appended after segment.ms has passed starts a new segment.
+        let config_ms = log.config().segment_ms;
+        log.append(batch(1, 10, 5_000, 0), 5_000 + config_ms)
+            .expect("append");
+        assert_eq!(log.segment_count(), before + 1);
+        log.wait_written(400).await.expect("written");
+        let all = log.read_all().await;
+        log.close().await.expect("close");
+        all
+    });
+    assert_eq!(total.len(), 101);
+    for clean in [true, false] {
+        run(async {
+            let log = open(dir.path(), small_segments()).await;
+            assert_eq!(log.log_end_offset(), 401);
+            assert_eq!(log.read_all().await, total);
+            if clean {
+                log.close().await.expect("close");
+            }
+            // else: dropped without close, like a kill -9 after everything was written
+        });
+    }
+}
+
+#[test]
+fn every_fsync_policy_acknowledges() {
+    for policy in ["never", "acks-all", "always", "interval:5"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        run(async {
+            let config = LogConfig {
+                fsync: policy.parse::<FsyncPolicy>().expect("policy"),
+                ..LogConfig::default()
+            };
+            let log = open(dir.path(), config).await;
+            for i in 0..10u8 {
+                let info = log.append(batch(2, 10, 1, i), 0).expect("append");
+                log.wait_for_ack(info.last_offset, true).await.expect("ack");
+                log.wait_for_ack(info.last_offset, false)
+                    .await
+                    .expect("ack");
+            }
+            if policy != "never" {
+                // Under interval and always, the syncer gets there on its own.
+                log.wait_durable(19).await.expect("durable");
+            }
+            log.close().await.expect("close");
+        });
+    }
+}
+
+trait ReadAll {
+    async fn read_all(&self) -> Vec<(i64, Vec<u8>)>;
+}
+
+impl ReadAll for ringtail_engine::Partition {
+    async fn read_all(&self) -> Vec<(i64, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut offset = self.log_start_offset();
+        while offset < self.high_watermark() {
+            let bytes = self.read_bytes(offset, 1 << 20).await.expect("read");
+            let batches = split_batches(&bytes);
+            let last = batches.last().expect("progress");
+            let header = ringtail_engine::format::batch::parse_header(&last.1).expect("header");
+            offset = header.next_offset();
+            out.extend(batches);
+        }
+        out
+    }
+}
