@@ -64,27 +64,22 @@ pub(super) async fn open(dir: &Path, config: LogConfig) -> Result<Rc<Partition>,
         .max(first_base);
     let interval = config.index_interval_bytes;
 
-    let mut recovered = if clean {
-        load_all(&mut segments, interval).await?
+    // Segments whose index files must be (re)written: rebuilt by a scan.
+    let mut rebuilt = Vec::new();
+    if clean {
+        load_all(&mut segments, interval, &mut rebuilt).await?;
     } else {
-        recover(dir, &mut segments, recovery_offset, interval).await?
-    };
+        recover(dir, &mut segments, recovery_offset, interval, &mut rebuilt).await?;
+    }
     check_contiguous(&segments)?;
     let active = segments.values_mut().next_back().expect("not empty");
     set_rolling_base(active).await;
     let next_offset = active.next_offset;
-    if !clean {
-        // Make everything that survived durable, so the checkpoint can move to the log end.
-        for segment in segments.values() {
-            let (result, _) = crate::io::fdatasync(segment.file.clone()).await;
-            result.map_err(|err| OpenError::io("fdatasync", segment.file.path(), err))?;
-        }
-        recovered = true;
-    }
+    let active_base = active.base_offset;
     let sealed: BTreeSet<i64> = segments
         .keys()
         .copied()
-        .filter(|&b| b != *segments.keys().next_back().unwrap())
+        .filter(|&b| b != active_base)
         .collect();
     let state = State {
         segments,
@@ -113,7 +108,24 @@ pub(super) async fn open(dir: &Path, config: LogConfig) -> Result<Rc<Partition>,
         #[cfg(feature = "fault-injection")]
         faults: Cell::new(Default::default()),
     });
-    if recovered {
+    if !clean || !rebuilt.is_empty() {
+        // Make everything that survived durable (index files of rebuilt sealed segments too), so
+        // the checkpoint can move to the log end.
+        for &base in rebuilt.iter().filter(|&&b| b != active_base) {
+            partition.flush_segment(base).await?;
+        }
+        let files: Vec<_> = partition
+            .state
+            .borrow()
+            .segments
+            .values()
+            .map(|s| s.file.clone())
+            .collect();
+        for file in files {
+            let path = file.path().to_path_buf();
+            let (result, _) = crate::io::fdatasync(file).await;
+            result.map_err(|err| OpenError::io("fdatasync", path, err))?;
+        }
         partition.store_checkpoint(next_offset).await?;
     }
     checkpoint::take_clean_marker(dir)
@@ -142,12 +154,17 @@ fn list_segments(dir: &Path) -> Result<Vec<i64>, OpenError> {
 
 /// Clean start: load every segment's index files (rebuilding any that fail validation) and scan
 /// only each segment's tail past its last index entry. Returns whether anything was rebuilt.
-async fn load_all(segments: &mut BTreeMap<i64, Segment>, interval: u32) -> Result<bool, OpenError> {
-    let mut rebuilt = false;
+async fn load_all(
+    segments: &mut BTreeMap<i64, Segment>,
+    interval: u32,
+    rebuilt: &mut Vec<i64>,
+) -> Result<(), OpenError> {
     for segment in segments.values_mut() {
-        rebuilt |= load_segment(segment, interval).await?;
+        if load_segment(segment, interval).await? {
+            rebuilt.push(segment.base_offset);
+        }
     }
-    Ok(rebuilt)
+    Ok(())
 }
 
 /// Loads one flushed segment: its index files if they validate against the log, otherwise a
@@ -194,7 +211,8 @@ async fn recover(
     segments: &mut BTreeMap<i64, Segment>,
     recovery_offset: i64,
     interval: u32,
-) -> Result<bool, OpenError> {
+    rebuilt: &mut Vec<i64>,
+) -> Result<(), OpenError> {
     let bases: Vec<i64> = segments.keys().copied().collect();
     // The segment holding the checkpoint: the last whose base is at or below it.
     let first_scanned = bases
@@ -206,9 +224,12 @@ async fn recover(
     for (i, &base) in bases.iter().enumerate() {
         let segment = segments.get_mut(&base).expect("listed");
         if base < first_scanned {
-            load_segment(segment, interval).await?;
+            if load_segment(segment, interval).await? {
+                rebuilt.push(base);
+            }
             continue;
         }
+        rebuilt.push(base);
         segment.reset_indexes();
         let file_len = segment.size;
         let damage = scan(segment, 0, file_len, interval)
@@ -237,7 +258,19 @@ async fn recover(
         checkpoint::sync_dir(dir).map_err(|err| OpenError::io("fsync directory", dir, err))?;
         break;
     }
-    Ok(true)
+    let last = segments.values().next_back().expect("not empty");
+    if last.next_offset < recovery_offset {
+        return Err(OpenError::Corrupt {
+            path: last.file.path().to_path_buf(),
+            position: last.size,
+            reason: format!(
+                "the log ends at offset {} but offsets below {recovery_offset} were flushed: \
+                 flushed data is missing",
+                last.next_offset
+            ),
+        });
+    }
+    Ok(())
 }
 
 fn truncate(segment: &mut Segment, position: u64) -> Result<(), OpenError> {
