@@ -1,0 +1,238 @@
+//! Property test: random sequences of append / read / roll / retention / timestamp lookup /
+//! clean or crash reopen, checked against a simple in-memory model of the log.
+//!
+//! Replay a failure with `PROPTEST_SEED`-free determinism: proptest prints the minimal failing
+//! sequence, and `RINGTAIL_SEED=<n>` fixes the generator seed (printed at the start).
+
+mod common;
+
+use std::path::Path;
+
+use common::{batch, run, split_batches};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+use ringtail_engine::format::batch::parse_header;
+use ringtail_engine::{LogConfig, Partition};
+
+const SEGMENT_BYTES: u64 = 2048;
+const RETENTION_BYTES: u64 = 6000;
+const RETENTION_MS: i64 = 5_000;
+
+#[derive(Clone, Debug)]
+enum Op {
+    Append { count: i32, value_len: usize },
+    Read { pick: u64, max_bytes: usize },
+    LookupTimestamp { pick: u64 },
+    AdvanceClock { ms: i64 },
+    Retention,
+    Reopen { clean: bool },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (1..12i32, 0..300usize).prop_map(|(count, value_len)| Op::Append { count, value_len }),
+        3 => (any::<u64>(), 1..4000usize).prop_map(|(pick, max_bytes)| Op::Read { pick, max_bytes }),
+        1 => any::<u64>().prop_map(|pick| Op::LookupTimestamp { pick }),
+        1 => (1..3000i64).prop_map(|ms| Op::AdvanceClock { ms }),
+        1 => Just(Op::Retention),
+        1 => any::<bool>().prop_map(|clean| Op::Reopen { clean }),
+    ]
+}
+
+/// The model: the batches the log should hold, grouped by segment as the engine rolls them.
+#[derive(Default)]
+struct Model {
+    /// Segments, oldest first: each a list of (base offset, stored bytes, max timestamp).
+    segments: Vec<Vec<(i64, Vec<u8>, i64)>>,
+    next_offset: i64,
+    clock_ms: i64,
+}
+
+impl Model {
+    fn batches(&self) -> impl Iterator<Item = &(i64, Vec<u8>, i64)> {
+        self.segments.iter().flatten()
+    }
+
+    fn segment_size(segment: &[(i64, Vec<u8>, i64)]) -> u64 {
+        segment.iter().map(|(_, b, _)| b.len() as u64).sum()
+    }
+
+    fn append(&mut self, mut bytes: Vec<u8>, max_timestamp: i64) {
+        let active_size = self.segments.last().map_or(0, |s| Self::segment_size(s));
+        let active_empty = self.segments.last().is_none_or(|s| s.is_empty());
+        if self.segments.is_empty()
+            || (!active_empty && active_size + bytes.len() as u64 > SEGMENT_BYTES)
+        {
+            self.segments.push(Vec::new());
+        }
+        ringtail_engine::format::batch::stamp(&mut bytes, self.next_offset, 0);
+        let header = parse_header(&bytes).expect("valid");
+        self.segments
+            .last_mut()
+            .expect("segment")
+            .push((self.next_offset, bytes, max_timestamp));
+        self.next_offset = header.next_offset();
+    }
+
+    fn retention(&mut self) {
+        let mut total: u64 = self.segments.iter().map(|s| Self::segment_size(s)).sum();
+        while self.segments.len() > 1 {
+            let oldest = &self.segments[0];
+            let size = Self::segment_size(oldest);
+            let max_ts = oldest.iter().map(|(_, _, t)| *t).max().unwrap_or(-1);
+            let expired = max_ts >= 0 && self.clock_ms - max_ts > RETENTION_MS;
+            if !(expired || total - size >= RETENTION_BYTES) {
+                break;
+            }
+            total -= size;
+            self.segments.remove(0);
+        }
+    }
+
+    fn log_start(&self) -> i64 {
+        self.batches()
+            .next()
+            .map_or(self.next_offset, |(b, _, _)| *b)
+    }
+}
+
+fn config() -> LogConfig {
+    LogConfig {
+        segment_bytes: SEGMENT_BYTES,
+        retention_bytes: Some(RETENTION_BYTES),
+        retention_ms: Some(RETENTION_MS),
+        index_interval_bytes: 300,
+        ..LogConfig::default()
+    }
+}
+
+async fn read_all(log: &Partition) -> Vec<(i64, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut offset = log.log_start_offset();
+    while offset < log.high_watermark() {
+        let bytes = log.read_bytes(offset, 1 << 20).await.expect("read");
+        let batches = split_batches(&bytes);
+        offset = parse_header(&batches.last().expect("progress").1)
+            .expect("header")
+            .next_offset();
+        out.extend(batches);
+    }
+    out
+}
+
+/// Runs one sequence; the log lives in `dir` across the runtimes that reopens create.
+fn check(dir: &Path, ops: &[Op]) -> Result<(), TestCaseError> {
+    let mut model = Model::default();
+    let mut remaining = ops;
+    // Each runtime runs ops until a reopen; a crash reopen drops it without closing.
+    loop {
+        let (stop, clean) = run(async {
+            let log = Partition::open(dir, config()).await.expect("open");
+            prop_assert_eq!(log.log_end_offset(), model.next_offset);
+            prop_assert_eq!(log.log_start_offset(), model.log_start());
+            for (i, op) in remaining.iter().enumerate() {
+                if !matches!(op, Op::Append { .. }) && model.next_offset > 0 {
+                    log.wait_written(model.next_offset - 1)
+                        .await
+                        .expect("written");
+                }
+                match *op {
+                    Op::Append { count, value_len } => {
+                        let tag = (model.next_offset % 251) as u8;
+                        let bytes = batch(count, value_len, model.clock_ms, tag);
+                        model.append(bytes.to_vec(), model.clock_ms);
+                        let info = log.append(bytes, model.clock_ms).expect("append");
+                        prop_assert_eq!(info.last_offset + 1, model.next_offset);
+                    }
+                    Op::Read { pick, max_bytes } => {
+                        let start = model.log_start();
+                        let span = (model.next_offset - start + 1) as u64;
+                        let offset = start + (pick % span) as i64;
+                        let result = log.read_bytes(offset, max_bytes).await.expect("read");
+                        let got = split_batches(&result);
+                        // From the batch holding `offset` onwards.
+                        let expected: Vec<_> = model
+                            .batches()
+                            .filter(|(_, bytes, _)| {
+                                parse_header(bytes).expect("header").next_offset() > offset
+                            })
+                            .collect();
+                        if offset == model.next_offset {
+                            prop_assert!(got.is_empty());
+                            continue;
+                        }
+                        prop_assert!(!got.is_empty(), "read at {} returned nothing", offset);
+                        prop_assert!(got.len() == 1 || result.len() <= max_bytes);
+                        for (g, e) in got.iter().zip(expected.iter()) {
+                            prop_assert_eq!(g.0, e.0);
+                            prop_assert!(g.1 == e.1, "bytes of batch {} differ", g.0);
+                        }
+                        prop_assert!(got.len() <= expected.len());
+                    }
+                    Op::LookupTimestamp { pick } => {
+                        let target = (pick % (model.clock_ms as u64 + 2)) as i64;
+                        let expected = model
+                            .batches()
+                            .find(|(_, _, t)| *t >= target)
+                            .map(|(b, _, _)| *b);
+                        let got = log.offset_for_timestamp(target).await.expect("lookup");
+                        prop_assert_eq!(got, expected, "timestamp {}", target);
+                    }
+                    Op::AdvanceClock { ms } => model.clock_ms += ms,
+                    Op::Retention => {
+                        model.retention();
+                        log.enforce_retention(model.clock_ms).expect("retention");
+                        prop_assert_eq!(log.log_start_offset(), model.log_start());
+                        prop_assert_eq!(log.segment_count(), model.segments.len().max(1));
+                    }
+                    Op::Reopen { clean } => {
+                        if clean {
+                            log.close().await.expect("close");
+                        }
+                        return Ok((i + 1, Some(clean)));
+                    }
+                }
+            }
+            if model.next_offset > 0 {
+                log.wait_written(model.next_offset - 1)
+                    .await
+                    .expect("written");
+            }
+            let all = read_all(&log).await;
+            let expected: Vec<_> = model
+                .batches()
+                .map(|(b, bytes, _)| (*b, bytes.clone()))
+                .collect();
+            prop_assert!(all == expected, "full read differs from the model");
+            log.close().await.expect("close");
+            Ok((remaining.len(), None))
+        })?;
+        let _ = clean;
+        remaining = &remaining[stop..];
+        if clean.is_none() {
+            return Ok(());
+        }
+    }
+}
+
+#[test]
+fn random_sequences_match_the_model() {
+    let seed = common::seed("random_sequences_match_the_model");
+    let mut seed_bytes = [0u8; 32];
+    seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    let config = Config {
+        cases: 48,
+        failure_persistence: None,
+        ..Config::default()
+    };
+    let mut runner = TestRunner::new_with_rng(
+        config,
+        TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes),
+    );
+    runner
+        .run(&proptest::collection::vec(op(), 1..60), |ops| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            check(dir.path(), &ops)
+        })
+        .unwrap_or_else(|err| panic!("{err} (RINGTAIL_SEED={seed})"));
+}
