@@ -193,3 +193,78 @@ impl ReadAll for ringtail_engine::Partition {
         out
     }
 }
+
+#[test]
+fn retention_deletes_old_segments_but_open_reads_keep_their_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    run(async {
+        let config = LogConfig {
+            retention_ms: Some(60_000),
+            ..small_segments()
+        };
+        let log = open(dir.path(), config).await;
+        // Old batches (timestamp 1,000) then new ones (timestamp 100,000).
+        for i in 0..40u8 {
+            log.append(batch(4, 200, 1_000, i), 0).expect("append");
+        }
+        for i in 0..40u8 {
+            log.append(batch(4, 200, 100_000, i), 0).expect("append");
+        }
+        log.wait_written(319).await.expect("written");
+        let segments = log.segment_count();
+        let held = log.read(0, 1 << 20).await.expect("read");
+        let held_bytes = log.read_bytes(0, 1 << 20).await.expect("read");
+        assert!(!held.ranges.is_empty());
+
+        // Nothing is old enough yet.
+        assert_eq!(log.enforce_retention(50_000).expect("retention"), 0);
+        // Now the segments holding only timestamp-1,000 batches are.
+        let deleted = log.enforce_retention(100_000).expect("retention");
+        assert!(
+            deleted > 0 && deleted < segments,
+            "deleted {deleted} of {segments}"
+        );
+        let start = log.log_start_offset();
+        assert!(start > 0 && start <= 160, "log start {start}");
+        assert!(matches!(
+            log.read(0, 100).await,
+            Err(ReadError::OffsetOutOfRange { .. })
+        ));
+        assert!(!dir.path().join("00000000000000000000.log").exists());
+        // The range taken before the deletion still reads the old bytes.
+        let range = &held.ranges[0];
+        let bytes = ringtail_engine::io::read_exact_at(
+            range.file.clone(),
+            range.len as usize,
+            range.position,
+        )
+        .await
+        .expect("read a deleted file through its open descriptor");
+        assert_eq!(bytes, held_bytes);
+
+        // Size: keep at most retention.bytes plus the active segment.
+        let config_bytes = 16 * 1024;
+        let sized = open_sized(dir.path(), config_bytes, log).await;
+        assert!(sized.size_bytes() <= config_bytes + 16 * 1024);
+        sized.close().await.expect("close");
+    });
+}
+
+async fn open_sized(
+    dir: &std::path::Path,
+    retention_bytes: u64,
+    previous: std::rc::Rc<ringtail_engine::Partition>,
+) -> std::rc::Rc<ringtail_engine::Partition> {
+    previous.close().await.expect("close");
+    drop(previous);
+    let config = LogConfig {
+        retention_bytes: Some(retention_bytes),
+        ..small_segments()
+    };
+    let log = open(dir, config).await;
+    let before = log.log_start_offset();
+    let deleted = log.enforce_retention(0).expect("retention");
+    assert!(deleted > 0);
+    assert!(log.log_start_offset() > before);
+    log
+}
