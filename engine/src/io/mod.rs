@@ -6,11 +6,16 @@
 //! `shared/REACTOR.md` for the rules it follows and the bugs it is built to avoid.
 
 mod executor;
+mod net;
 mod notify;
 mod op;
 mod ring;
 
 pub use executor::{spawn, yield_now, JoinHandle, Runtime, RuntimeConfig};
+pub use net::{
+    accept, current_affinity, listen_reuseport, pin_current_thread, recv, send_all, set_nodelay,
+    splice_to_socket, Pipe,
+};
 pub use notify::Notify;
 pub use op::{
     fdatasync, read_at, read_exact_at, sleep, write_all_at, writev_at, FdHolder, IOV_MAX,

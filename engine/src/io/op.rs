@@ -39,7 +39,7 @@ impl<T: 'static> Op<T> {
     /// # Safety
     /// Every pointer in `entry` must point into heap memory owned by `data` (or be static), so
     /// that it stays valid while `data` is held by this `Op` or parked in its slot.
-    unsafe fn submit(entry: squeue::Entry, data: T, cancel_on_drop: bool) -> Op<T> {
+    pub(super) unsafe fn submit(entry: squeue::Entry, data: T, cancel_on_drop: bool) -> Op<T> {
         // SAFETY: forwarded from this function's contract.
         let slot = with_ring(|ring| unsafe { ring.submit(entry) });
         Op {
@@ -48,6 +48,15 @@ impl<T: 'static> Op<T> {
             cancel_on_drop,
             close_result_fd: false,
         }
+    }
+}
+
+impl<T: 'static> Op<T> {
+    /// Marks an operation whose successful result is a new file descriptor (accept): if the
+    /// future is dropped before taking it, the reaper closes that descriptor.
+    pub(super) fn closing_result_fd(mut self) -> Op<T> {
+        self.close_result_fd = true;
+        self
     }
 }
 
