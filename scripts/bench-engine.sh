@@ -11,13 +11,16 @@ dir=${1:-$(mktemp -d)}; rounds=${2:-3}
 batch_bytes=209997      # one 1,000-record batch of 200-byte values, as the benchmark builds it
 count=$(( (2 << 30) / batch_bytes ))   # 2 GiB per dd run
 
-dd_mbps() {  # dd's own rate, in MB/s
-  local out; out=$(dd if=/dev/zero of="$dir/dd.out" bs=$batch_bytes count=$count "$@" 2>&1 | tail -1)
-  rm -f "$dir/dd.out"
+dd_once() {  # dd's own rate for one run, in MB/s
+  local out; sync; out=$(dd if=/dev/zero of="$dir/dd.out" bs=$batch_bytes count=$count "$@" 2>&1 | tail -1)
+  rm -f "$dir/dd.out"; sync
   awk -v line="$out" 'BEGIN {
     n = split(line, f, " "); rate = f[n-1]; unit = f[n];
     if (unit ~ /^GB/) rate *= 1000; else if (unit ~ /^kB/) rate /= 1000;
     printf "%.0f\n", rate }'
+}
+dd_mbps() {  # median of three dd runs: page-cache writes on this machine swing 2-5x run to run
+  median "$(dd_once "$@")" "$(dd_once "$@")" "$(dd_once "$@")"
 }
 
 bench_mbps() {  # criterion's median throughput for one benchmark id, in MB/s
@@ -29,6 +32,8 @@ bench_mbps() {  # criterion's median throughput for one benchmark id, in MB/s
       printf "%.0f\n", v * m; exit }' "$2"
 }
 
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+mkdir -p "$dir"
 cargo bench -p ringtail-engine --bench append --no-run -q 2>/dev/null
 echo "machine: $(nproc) cores, kernel $(uname -r), fs $(df -T "$dir" | awk 'NR==2 {print $2}') on $(df "$dir" | awk 'NR==2 {print $1}')"
 echo "commit: $(git rev-parse --short HEAD)"
@@ -46,5 +51,4 @@ for round in $(seq "$rounds"); do
   printf '%-6s %9s MB/s %9s MB/s %9s MB/s %9s MB/s %8s %8s\n' "$round" "$d1" "$d2" "$b1" "$b2" "$r1" "$r2"
   rm -f "$log"
 done
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 echo "median ratio never/dd: $(median "${rn[@]}")   acks-all/dd-fdatasync: $(median "${ra[@]}")"

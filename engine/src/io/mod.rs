@@ -10,6 +10,7 @@ mod net;
 mod notify;
 mod op;
 mod ring;
+mod signal;
 
 pub use executor::{spawn, yield_now, JoinHandle, Runtime, RuntimeConfig};
 pub use net::{
@@ -17,6 +18,7 @@ pub use net::{
     splice_to_socket, Pipe,
 };
 pub use notify::Notify;
+pub use signal::{block_termination_signals, wait_termination_signal};
 pub use op::{
     fdatasync, read_at, read_exact_at, sleep, write_all_at, writev_at, FdHolder, IOV_MAX,
 };

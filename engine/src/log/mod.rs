@@ -294,6 +294,23 @@ impl Partition {
         }
     }
 
+    /// Waits until the high watermark passes `offset` (new data to fetch) or the partition
+    /// fails. For long-poll fetches; callers bound it with a timeout.
+    pub async fn wait_high_watermark_above(&self, offset: i64) -> Result<(), StorageError> {
+        self.wait_written(offset).await
+    }
+
+    /// The newest batch timestamp in the log (-1 when empty).
+    pub fn max_timestamp(&self) -> i64 {
+        let state = self.state.borrow();
+        state
+            .segments
+            .values()
+            .map(|s| s.max_timestamp)
+            .max()
+            .unwrap_or(-1)
+    }
+
     /// Waits until an fdatasync covered the batch holding `offset` (survives power loss). Every
     /// waiter of a tick shares one fdatasync.
     pub async fn wait_durable(&self, offset: i64) -> Result<(), StorageError> {

@@ -1,0 +1,228 @@
+//! Topic configs: which ones a topic may override, the effective log settings of a topic, and
+//! DescribeConfigs (v0-4) for topics and the broker.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResponse, DescribeConfigsResult,
+};
+use ringtail_engine::LogConfig;
+
+use super::{str_bytes, Response};
+use crate::config::Config;
+use crate::protocol::reader::{DecodeError, Reader};
+use crate::protocol::{error_code, frame_response, RequestHeader};
+use crate::shard::Shard;
+use crate::topics::Topic;
+
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+const SOURCE_TOPIC: i8 = 1;
+const SOURCE_STATIC_BROKER: i8 = 4;
+const SOURCE_DEFAULT: i8 = 5;
+const TYPE_BOOLEAN: i8 = 1;
+const TYPE_STRING: i8 = 2;
+const TYPE_INT: i8 = 3;
+const TYPE_LONG: i8 = 5;
+
+/// Topic configs a topic may set, with their types.
+const TOPIC_CONFIGS: &[(&str, i8)] = &[
+    ("cleanup.policy", TYPE_STRING),
+    ("max.message.bytes", TYPE_INT),
+    ("retention.bytes", TYPE_LONG),
+    ("retention.ms", TYPE_LONG),
+    ("segment.bytes", TYPE_INT),
+    ("segment.ms", TYPE_LONG),
+];
+
+pub fn validate_topic_configs(configs: &BTreeMap<String, String>) -> Result<(), String> {
+    for (key, value) in configs {
+        let Some((_, kind)) = TOPIC_CONFIGS.iter().find(|(name, _)| name == key) else {
+            return Err(format!("unknown or unsupported topic config {key:?}"));
+        };
+        let ok = match (key.as_str(), *kind) {
+            ("cleanup.policy", _) => value == "delete",
+            ("segment.bytes", _) => value
+                .parse::<u64>()
+                .is_ok_and(|v| (1024..=i32::MAX as u64).contains(&v)),
+            ("max.message.bytes", _) => value.parse::<usize>().is_ok_and(|v| v >= 64),
+            ("segment.ms", _) => value.parse::<i64>().is_ok_and(|v| v > 0),
+            (_, TYPE_LONG) => value.parse::<i64>().is_ok_and(|v| v >= -1),
+            _ => true,
+        };
+        if !ok {
+            return Err(format!("invalid value {value:?} for {key}"));
+        }
+    }
+    Ok(())
+}
+
+/// The broker's defaults overridden by the topic's own configs (validated at creation).
+pub fn effective_log_config(config: &Config, topic: &Topic) -> LogConfig {
+    let mut log = config.topics.log.clone();
+    for (key, value) in &topic.configs {
+        match key.as_str() {
+            "retention.ms" => log.retention_ms = value.parse::<i64>().ok().filter(|v| *v >= 0),
+            "retention.bytes" => {
+                log.retention_bytes = value
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|v| *v >= 0)
+                    .map(|v| v as u64)
+            }
+            "segment.bytes" => log.segment_bytes = value.parse().unwrap_or(log.segment_bytes),
+            "segment.ms" => log.segment_ms = value.parse().unwrap_or(log.segment_ms),
+            "max.message.bytes" => {
+                log.max_message_bytes = value.parse().unwrap_or(log.max_message_bytes)
+            }
+            _ => {}
+        }
+    }
+    log
+}
+
+fn topic_entries(config: &Config, topic: &Topic) -> Vec<(String, String, i8, i8)> {
+    let log = effective_log_config(config, topic);
+    let value = |key: &str| -> String {
+        match key {
+            "cleanup.policy" => "delete".into(),
+            "max.message.bytes" => log.max_message_bytes.to_string(),
+            "retention.bytes" => log.retention_bytes.map_or(-1, |v| v as i64).to_string(),
+            "retention.ms" => log.retention_ms.unwrap_or(-1).to_string(),
+            "segment.bytes" => log.segment_bytes.to_string(),
+            "segment.ms" => log.segment_ms.to_string(),
+            _ => String::new(),
+        }
+    };
+    TOPIC_CONFIGS
+        .iter()
+        .map(|(key, kind)| {
+            let source = if topic.configs.contains_key(*key) {
+                SOURCE_TOPIC
+            } else {
+                SOURCE_DEFAULT
+            };
+            (key.to_string(), value(key), source, *kind)
+        })
+        .collect()
+}
+
+fn broker_entries(config: &Config) -> Vec<(String, String, i8, i8)> {
+    let log = &config.topics.log;
+    vec![
+        (
+            "auto.create.topics.enable".into(),
+            config.topics.auto_create_topics_enable.to_string(),
+            SOURCE_STATIC_BROKER,
+            TYPE_BOOLEAN,
+        ),
+        (
+            "num.partitions".into(),
+            config.topics.num_partitions.to_string(),
+            SOURCE_STATIC_BROKER,
+            TYPE_INT,
+        ),
+        (
+            "log.retention.ms".into(),
+            log.retention_ms.unwrap_or(-1).to_string(),
+            SOURCE_STATIC_BROKER,
+            TYPE_LONG,
+        ),
+        (
+            "log.retention.bytes".into(),
+            log.retention_bytes.map_or(-1, |v| v as i64).to_string(),
+            SOURCE_STATIC_BROKER,
+            TYPE_LONG,
+        ),
+        (
+            "log.segment.bytes".into(),
+            log.segment_bytes.to_string(),
+            SOURCE_STATIC_BROKER,
+            TYPE_INT,
+        ),
+        (
+            "message.max.bytes".into(),
+            log.max_message_bytes.to_string(),
+            SOURCE_STATIC_BROKER,
+            TYPE_INT,
+        ),
+        (
+            "socket.request.max.bytes".into(),
+            config.socket_request_max_bytes.to_string(),
+            SOURCE_STATIC_BROKER,
+            TYPE_INT,
+        ),
+    ]
+}
+
+pub async fn handle_describe(
+    shard: &Rc<Shard>,
+    header: &RequestHeader,
+    mut body: Reader,
+) -> Result<Response, DecodeError> {
+    let count = body.array(4)?;
+    let mut results = Vec::with_capacity(count);
+    let config = &shard.shared.config;
+    for _ in 0..count {
+        let resource_type = body.i8()?;
+        let resource_name = body.string()?;
+        let keys: Option<Vec<String>> = match body.nullable_array(2)? {
+            None => None,
+            Some(n) => Some((0..n).map(|_| body.string()).collect::<Result<_, _>>()?),
+        };
+        body.tagged_fields()?;
+        let mut result = DescribeConfigsResult::default()
+            .with_resource_type(resource_type)
+            .with_resource_name(str_bytes(&resource_name));
+        let entries = match resource_type {
+            RESOURCE_TOPIC => match shard.registry().get(&resource_name) {
+                Some(topic) => Ok(topic_entries(config, topic)),
+                None => Err((
+                    error_code::UNKNOWN_TOPIC_OR_PARTITION,
+                    format!("unknown topic {resource_name:?}"),
+                )),
+            },
+            RESOURCE_BROKER if resource_name.is_empty() || resource_name == "0" => {
+                Ok(broker_entries(config))
+            }
+            RESOURCE_BROKER => Err((
+                error_code::INVALID_REQUEST,
+                format!("unknown broker {resource_name:?}"),
+            )),
+            other => Err((
+                error_code::INVALID_REQUEST,
+                format!("unsupported resource type {other}"),
+            )),
+        };
+        match entries {
+            Ok(entries) => {
+                result.configs = entries
+                    .into_iter()
+                    .filter(|(key, ..)| keys.as_ref().is_none_or(|k| k.contains(key)))
+                    .map(|(key, value, source, kind)| {
+                        let mut entry = DescribeConfigsResourceResult::default()
+                            .with_name(str_bytes(&key))
+                            .with_value(Some(str_bytes(&value)));
+                        if header.api_version >= 1 {
+                            entry.config_source = source;
+                        }
+                        if header.api_version >= 3 {
+                            entry.config_type = kind;
+                        }
+                        entry
+                    })
+                    .collect();
+            }
+            Err((code, message)) => {
+                result.error_code = code;
+                result.error_message = Some(str_bytes(&message));
+            }
+        }
+        results.push(result);
+    }
+    Ok(Response::framed(frame_response(
+        header,
+        &DescribeConfigsResponse::default().with_results(results),
+    )))
+}

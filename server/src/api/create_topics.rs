@@ -1,0 +1,172 @@
+//! CreateTopics (v2-7). A single broker: replication factor must be -1 (default) or 1, and
+//! manual assignments may only name broker 0.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicResult, CreateTopicsResponse,
+};
+use kafka_protocol::messages::TopicName;
+
+use super::{str_bytes, Response};
+use crate::controller::{create_topics, CreateError, NewTopic};
+use crate::protocol::reader::{DecodeError, Reader};
+use crate::protocol::{error_code, frame_response, RequestHeader};
+use crate::shard::Shard;
+
+struct Requested {
+    name: String,
+    partitions: i32,
+    replication_factor: i16,
+    assignments: Vec<Vec<i32>>,
+    configs: BTreeMap<String, String>,
+}
+
+fn decode(body: &mut Reader) -> Result<(Vec<Requested>, bool), DecodeError> {
+    let count = body.array(9)?;
+    let mut topics = Vec::with_capacity(count);
+    for _ in 0..count {
+        let name = body.string()?;
+        let partitions = body.i32()?;
+        let replication_factor = body.i16()?;
+        let assignment_count = body.array(8)?;
+        let mut assignments = Vec::with_capacity(assignment_count);
+        for _ in 0..assignment_count {
+            let _partition_index = body.i32()?;
+            let broker_count = body.array(4)?;
+            let mut brokers = Vec::with_capacity(broker_count);
+            for _ in 0..broker_count {
+                brokers.push(body.i32()?);
+            }
+            body.tagged_fields()?;
+            assignments.push(brokers);
+        }
+        let config_count = body.array(3)?;
+        let mut configs = BTreeMap::new();
+        for _ in 0..config_count {
+            let key = body.string()?;
+            let value = body.nullable_string()?;
+            body.tagged_fields()?;
+            if let Some(value) = value {
+                configs.insert(key, value);
+            }
+        }
+        body.tagged_fields()?;
+        topics.push(Requested {
+            name,
+            partitions,
+            replication_factor,
+            assignments,
+            configs,
+        });
+    }
+    let _timeout_ms = body.i32()?;
+    let validate_only = body.bool()?;
+    Ok((topics, validate_only))
+}
+
+pub async fn handle(
+    shard: &Rc<Shard>,
+    header: &RequestHeader,
+    mut body: Reader,
+) -> Result<Response, DecodeError> {
+    let (requested, validate_only) = decode(&mut body)?;
+    let default_partitions = shard.shared.config.topics.num_partitions;
+    let mut results: Vec<CreatableTopicResult> = Vec::with_capacity(requested.len());
+    let mut to_create = Vec::new();
+    let mut slots = Vec::new();
+    for (i, topic) in requested.into_iter().enumerate() {
+        let mut result =
+            CreatableTopicResult::default().with_name(TopicName(str_bytes(&topic.name)));
+        let rejected = if !matches!(topic.replication_factor, -1 | 1) {
+            Some((
+                error_code::INVALID_REPLICATION_FACTOR,
+                format!(
+                    "replication factor {} is not possible on a single broker",
+                    topic.replication_factor
+                ),
+            ))
+        } else if !topic.assignments.is_empty() && topic.partitions != -1 {
+            Some((
+                error_code::INVALID_REQUEST,
+                "give either a partition count or assignments, not both".into(),
+            ))
+        } else if topic
+            .assignments
+            .iter()
+            .flatten()
+            .any(|&broker| broker != 0)
+        {
+            Some((
+                error_code::INVALID_REPLICATION_FACTOR,
+                "assignments may only name broker 0".into(),
+            ))
+        } else {
+            None
+        };
+        if let Some((code, message)) = rejected {
+            result = result
+                .with_error_code(code)
+                .with_error_message(Some(str_bytes(&message)));
+        } else {
+            let partitions = match (topic.assignments.len(), topic.partitions) {
+                (n, _) if n > 0 => n as i32,
+                (_, -1) => default_partitions,
+                (_, n) => n,
+            };
+            to_create.push(NewTopic {
+                name: topic.name,
+                partitions,
+                configs: topic.configs,
+            });
+            slots.push(i);
+        }
+        results.push(result);
+    }
+    let outcomes = if to_create.is_empty() {
+        Vec::new()
+    } else {
+        create_topics(shard, to_create, validate_only).await
+    };
+    for (slot, outcome) in slots.into_iter().zip(outcomes) {
+        let result = &mut results[slot];
+        match outcome {
+            Ok(topic) => {
+                if header.api_version >= 7 {
+                    result.topic_id = uuid::Uuid::from_bytes(topic.id);
+                }
+                if header.api_version >= 5 {
+                    result.num_partitions = topic.shards.len() as i32;
+                    result.replication_factor = 1;
+                }
+            }
+            Err(err) => {
+                let (code, message) = match err {
+                    CreateError::Exists => (
+                        error_code::TOPIC_ALREADY_EXISTS,
+                        "topic already exists".to_string(),
+                    ),
+                    CreateError::InvalidName(m) => (error_code::INVALID_TOPIC_EXCEPTION, m),
+                    CreateError::InvalidPartitions(n) => (
+                        error_code::INVALID_PARTITIONS,
+                        format!(
+                            "number of partitions must be 1 to {}, got {n}",
+                            crate::controller::PARTITIONS_MAX
+                        ),
+                    ),
+                    CreateError::InvalidConfig(m) => (error_code::INVALID_CONFIG, m),
+                    CreateError::Storage(m) => (error_code::KAFKA_STORAGE_ERROR, m),
+                };
+                result.error_code = code;
+                result.error_message = Some(str_bytes(&message));
+                result.num_partitions = -1;
+                result.replication_factor = -1;
+            }
+        }
+    }
+    Ok(Response::framed(frame_response(
+        header,
+        &CreateTopicsResponse::default().with_topics(results),
+    )))
+}

@@ -1,0 +1,81 @@
+//! DeleteTopics (v1-6): by name, or by topic id (v6).
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::delete_topics_response::{
+    DeletableTopicResult, DeleteTopicsResponse,
+};
+use kafka_protocol::messages::TopicName;
+
+use super::{str_bytes, Response};
+use crate::controller::delete_topic;
+use crate::protocol::reader::{DecodeError, Reader};
+use crate::protocol::{error_code, frame_response, RequestHeader};
+use crate::shard::Shard;
+
+pub async fn handle(
+    shard: &Rc<Shard>,
+    header: &RequestHeader,
+    mut body: Reader,
+) -> Result<Response, DecodeError> {
+    let version = header.api_version;
+    let mut wanted: Vec<(Option<String>, [u8; 16])> = Vec::new();
+    if version >= 6 {
+        let count = body.array(18)?;
+        for _ in 0..count {
+            let name = body.nullable_string()?;
+            let id = body.uuid()?;
+            body.tagged_fields()?;
+            wanted.push((name, id));
+        }
+    } else {
+        let count = body.array(2)?;
+        for _ in 0..count {
+            wanted.push((Some(body.string()?), [0; 16]));
+        }
+    }
+    let mut responses = Vec::with_capacity(wanted.len());
+    for (name, id) in wanted {
+        let registry = shard.registry();
+        let topic = match &name {
+            Some(name) => registry.get(name).cloned(),
+            None => registry.by_id(&id).cloned(),
+        };
+        let mut result = DeletableTopicResult::default()
+            .with_name(name.as_deref().map(|n| TopicName(str_bytes(n))));
+        if version >= 6 {
+            result.topic_id = uuid::Uuid::from_bytes(id);
+        }
+        match topic {
+            None => {
+                let code = if name.is_some() {
+                    error_code::UNKNOWN_TOPIC_OR_PARTITION
+                } else {
+                    error_code::UNKNOWN_TOPIC_ID
+                };
+                result.error_code = code;
+            }
+            Some(topic) => {
+                result.name = Some(TopicName(str_bytes(&topic.name)));
+                if version >= 6 {
+                    result.topic_id = uuid::Uuid::from_bytes(topic.id);
+                }
+                match delete_topic(shard, topic.name.clone()).await {
+                    Ok(true) => {}
+                    Ok(false) => result.error_code = error_code::UNKNOWN_TOPIC_OR_PARTITION,
+                    Err(message) => {
+                        result.error_code = error_code::KAFKA_STORAGE_ERROR;
+                        if version >= 5 {
+                            result.error_message = Some(str_bytes(&message));
+                        }
+                    }
+                }
+            }
+        }
+        responses.push(result);
+    }
+    Ok(Response::framed(frame_response(
+        header,
+        &DeleteTopicsResponse::default().with_responses(responses),
+    )))
+}

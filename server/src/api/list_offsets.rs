@@ -1,0 +1,120 @@
+//! ListOffsets (v1-7): earliest (-2), latest (-1), max timestamp (-3, v7) and by timestamp.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::TopicName;
+
+use super::errors::read_error_code;
+use super::{str_bytes, Response};
+use crate::protocol::reader::{DecodeError, Reader};
+use crate::protocol::{error_code, frame_response, RequestHeader};
+use crate::shard::{LocalFuture, Shard};
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+
+pub async fn handle(
+    shard: &Rc<Shard>,
+    header: &RequestHeader,
+    mut body: Reader,
+) -> Result<Response, DecodeError> {
+    let version = header.api_version;
+    let _replica_id = body.i32()?;
+    if version >= 2 {
+        let _isolation_level = body.i8()?;
+    }
+    let topic_count = body.array(3)?;
+    let mut requests = Vec::with_capacity(topic_count);
+    for _ in 0..topic_count {
+        let name = body.string()?;
+        let partition_count = body.array(12)?;
+        let mut partitions = Vec::with_capacity(partition_count);
+        for _ in 0..partition_count {
+            let index = body.i32()?;
+            if version >= 4 {
+                let _current_leader_epoch = body.i32()?;
+            }
+            let timestamp = body.i64()?;
+            body.tagged_fields()?;
+            partitions.push((index, timestamp));
+        }
+        body.tagged_fields()?;
+        requests.push((name, partitions));
+    }
+    let registry = shard.registry();
+    let mut topics = Vec::with_capacity(requests.len());
+    for (name, partitions) in requests {
+        let topic = registry.get(&name).cloned();
+        let mut responses = Vec::with_capacity(partitions.len());
+        for (index, timestamp) in partitions {
+            let owner = topic.as_ref().and_then(|t| {
+                usize::try_from(index)
+                    .ok()
+                    .and_then(|i| t.shards.get(i))
+                    .copied()
+            });
+            let (code, offset, found_timestamp) = match owner {
+                None => (error_code::UNKNOWN_TOPIC_OR_PARTITION, -1, -1),
+                Some(owner) => lookup(shard, owner, name.clone(), index, timestamp).await,
+            };
+            let mut response = ListOffsetsPartitionResponse::default()
+                .with_partition_index(index)
+                .with_error_code(code)
+                .with_offset(offset)
+                .with_timestamp(found_timestamp);
+            if version >= 4 && code == error_code::NONE {
+                response.leader_epoch = 0;
+            }
+            responses.push(response);
+        }
+        topics.push(
+            ListOffsetsTopicResponse::default()
+                .with_name(TopicName(str_bytes(&name)))
+                .with_partitions(responses),
+        );
+    }
+    Ok(Response::framed(frame_response(
+        header,
+        &ListOffsetsResponse::default().with_topics(topics),
+    )))
+}
+
+/// (error code, offset, timestamp) for one partition, computed on its owner.
+async fn lookup(
+    shard: &Rc<Shard>,
+    owner: usize,
+    topic: String,
+    index: i32,
+    timestamp: i64,
+) -> (i16, i64, i64) {
+    let job = move |owner_shard: Rc<Shard>| -> LocalFuture<(i16, i64, i64)> {
+        Box::pin(async move {
+            let Some(partition) = owner_shard.partition(&topic, index) else {
+                return (error_code::UNKNOWN_TOPIC_OR_PARTITION, -1, -1);
+            };
+            let target = match timestamp {
+                LATEST => return (error_code::NONE, partition.high_watermark(), -1),
+                EARLIEST => return (error_code::NONE, partition.log_start_offset(), -1),
+                MAX_TIMESTAMP => partition.max_timestamp(),
+                t if t < 0 => return (error_code::INVALID_REQUEST, -1, -1),
+                t => t,
+            };
+            if target < 0 {
+                return (error_code::NONE, -1, -1);
+            }
+            match partition.offset_for_timestamp(target).await {
+                Ok(Some(offset)) => (error_code::NONE, offset, target),
+                Ok(None) => (error_code::NONE, -1, -1),
+                Err(err) => (read_error_code(&err), -1, -1),
+            }
+        })
+    };
+    shard
+        .on_shard(owner, job)
+        .await
+        .unwrap_or((error_code::KAFKA_STORAGE_ERROR, -1, -1))
+}

@@ -1,0 +1,95 @@
+//! Request handlers, one file per Kafka API, and the dispatch between them.
+//!
+//! Runs on the connection's shard. A handler decodes its body with the checked reader, does its
+//! work (on other shards where partitions live there) and returns the framed response. Internal
+//! errors are mapped to Kafka error codes in `errors`.
+
+pub mod api_versions;
+pub mod configs;
+pub mod create_topics;
+pub mod delete_topics;
+pub mod describe_cluster;
+pub mod errors;
+pub mod fetch;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::BrokerId;
+use kafka_protocol::protocol::StrBytes;
+use ringtail_engine::FileRange;
+
+use crate::protocol::reader::{DecodeError, Reader};
+use crate::protocol::{key, RequestHeader};
+use crate::shard::Shard;
+
+/// This broker's node id: a single-node cluster.
+pub const NODE_ID: BrokerId = BrokerId(0);
+/// `authorized_operations` when the client did not ask for them (Kafka's INT32_MIN).
+pub const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
+
+/// A piece of a response: bytes built here, or a file range spliced from the page cache.
+pub enum Part {
+    Bytes(Bytes),
+    File(FileRange),
+}
+
+pub enum Response {
+    /// Nothing to send (produce with acks=0).
+    None,
+    Frame(Bytes),
+    /// A response whose record bytes are spliced from segment files.
+    Parts(Vec<Part>),
+    /// The request cannot be answered: close the connection, as Kafka does.
+    Close(String),
+}
+
+impl Response {
+    /// A framed response, or a closed connection if it could not be encoded.
+    pub fn framed(frame: Result<Bytes, String>) -> Response {
+        match frame {
+            Ok(bytes) => Response::Frame(bytes),
+            Err(reason) => {
+                tracing::error!("{reason}");
+                Response::Close(reason)
+            }
+        }
+    }
+}
+
+pub fn str_bytes(text: &str) -> StrBytes {
+    StrBytes::from_string(text.to_string())
+}
+
+/// Answers one request.
+pub async fn handle(shard: &Rc<Shard>, header: RequestHeader, body: Reader) -> Response {
+    if header.api_key == key::API_VERSIONS {
+        return api_versions::handle(&header);
+    }
+    if !header.supported() {
+        return Response::Close(format!(
+            "unsupported API key {} version {} (see ApiVersions)",
+            header.api_key, header.api_version
+        ));
+    }
+    let result: Result<Response, DecodeError> = match header.api_key {
+        key::PRODUCE => produce::handle(shard, &header, body).await,
+        key::FETCH => fetch::handle(shard, &header, body).await,
+        key::LIST_OFFSETS => list_offsets::handle(shard, &header, body).await,
+        key::METADATA => metadata::handle(shard, &header, body).await,
+        key::CREATE_TOPICS => create_topics::handle(shard, &header, body).await,
+        key::DELETE_TOPICS => delete_topics::handle(shard, &header, body).await,
+        key::DESCRIBE_CONFIGS => configs::handle_describe(shard, &header, body).await,
+        key::DESCRIBE_CLUSTER => describe_cluster::handle(shard, &header, body),
+        other => unreachable!("API {other} is in the table but has no handler"),
+    };
+    result.unwrap_or_else(|err| {
+        Response::Close(format!(
+            "malformed request (API {} v{}): {err}",
+            header.api_key, header.api_version
+        ))
+    })
+}

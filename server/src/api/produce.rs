@@ -1,0 +1,276 @@
+//! Produce (v3-10): record batches go from the request buffer to the partition's log without
+//! re-encoding. Each partition's batches travel (as owned slices of the request buffer) to the
+//! shard that owns it, which validates, appends and waits for what the acks setting and the
+//! fsync policy require. acks=0 is answered with nothing at all, as Kafka does.
+
+use std::rc::Rc;
+
+use bytes::BytesMut;
+use kafka_protocol::messages::produce_response::{
+    PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
+};
+use kafka_protocol::messages::TopicName;
+use ringtail_engine::format::batch;
+
+use super::errors::append_error_code;
+use super::metadata::find_or_create;
+use super::{str_bytes, Response};
+use crate::protocol::reader::{DecodeError, Reader};
+use crate::protocol::{error_code, frame_response, RequestHeader};
+use crate::shard::sync::join_all;
+use crate::shard::{now_ms, LocalFuture, Shard};
+
+struct PartitionData {
+    index: i32,
+    records: Option<BytesMut>,
+}
+
+struct TopicData {
+    name: String,
+    partitions: Vec<PartitionData>,
+}
+
+/// What one partition answers.
+#[derive(Clone, Copy, Debug)]
+struct Outcome {
+    error_code: i16,
+    base_offset: i64,
+    log_start_offset: i64,
+}
+
+impl Outcome {
+    fn error(code: i16) -> Outcome {
+        Outcome {
+            error_code: code,
+            base_offset: -1,
+            log_start_offset: -1,
+        }
+    }
+}
+
+/// One partition's batches, sent to its owner.
+struct Work {
+    slot: (usize, usize),
+    topic: String,
+    index: i32,
+    batches: Vec<BytesMut>,
+}
+
+fn decode(body: &mut Reader) -> Result<(i16, Vec<TopicData>), DecodeError> {
+    let _transactional_id = body.nullable_string()?;
+    let acks = body.i16()?;
+    let _timeout_ms = body.i32()?;
+    let topic_count = body.array(3)?;
+    let mut topics = Vec::with_capacity(topic_count);
+    for _ in 0..topic_count {
+        let name = body.string()?;
+        let partition_count = body.array(5)?;
+        let mut partitions = Vec::with_capacity(partition_count);
+        for _ in 0..partition_count {
+            let index = body.i32()?;
+            let records = body.nullable_bytes()?;
+            body.tagged_fields()?;
+            partitions.push(PartitionData { index, records });
+        }
+        body.tagged_fields()?;
+        topics.push(TopicData { name, partitions });
+    }
+    body.tagged_fields()?;
+    Ok((acks, topics))
+}
+
+/// Splits a partition's records into whole batches (slices of the request buffer).
+fn split_batches(mut records: BytesMut, max_message_bytes: usize) -> Result<Vec<BytesMut>, i16> {
+    let mut batches = Vec::new();
+    while !records.is_empty() {
+        let size = batch::batch_size(&records).map_err(|_| error_code::CORRUPT_MESSAGE)?;
+        if size > records.len() {
+            return Err(error_code::CORRUPT_MESSAGE);
+        }
+        if size > max_message_bytes {
+            return Err(error_code::MESSAGE_TOO_LARGE);
+        }
+        batches.push(records.split_to(size));
+    }
+    if batches.is_empty() {
+        return Err(error_code::CORRUPT_MESSAGE);
+    }
+    Ok(batches)
+}
+
+pub async fn handle(
+    shard: &Rc<Shard>,
+    header: &RequestHeader,
+    mut body: Reader,
+) -> Result<Response, DecodeError> {
+    let version = header.api_version;
+    let (acks, topics) = decode(&mut body)?;
+    let mut outcomes: Vec<Vec<Outcome>> = Vec::with_capacity(topics.len());
+    let mut work_by_owner: Vec<Vec<Work>> = (0..shard.shared.config.shards)
+        .map(|_| Vec::new())
+        .collect();
+    let auto_create = shard.shared.config.topics.auto_create_topics_enable;
+    let names: Vec<String> = topics.iter().map(|t| t.name.clone()).collect();
+    let indexes: Vec<Vec<i32>> = topics
+        .iter()
+        .map(|t| t.partitions.iter().map(|p| p.index).collect())
+        .collect();
+    for (t, topic_data) in topics.into_iter().enumerate() {
+        let mut topic_outcomes =
+            vec![Outcome::error(error_code::NONE); topic_data.partitions.len()];
+        let topic = if matches!(acks, 0 | 1 | -1) {
+            find_or_create(shard, &topic_data.name, auto_create).await
+        } else {
+            Err(error_code::INVALID_REQUIRED_ACKS)
+        };
+        for (p, partition) in topic_data.partitions.into_iter().enumerate() {
+            let topic = match &topic {
+                Ok(topic) => topic,
+                Err(code) => {
+                    topic_outcomes[p] = Outcome::error(*code);
+                    continue;
+                }
+            };
+            let Some(&owner) = usize::try_from(partition.index)
+                .ok()
+                .and_then(|i| topic.shards.get(i))
+            else {
+                topic_outcomes[p] = Outcome::error(error_code::UNKNOWN_TOPIC_OR_PARTITION);
+                continue;
+            };
+            let max_bytes = shard.log_config(topic).max_message_bytes;
+            let batches = partition
+                .records
+                .ok_or(error_code::CORRUPT_MESSAGE)
+                .and_then(|records| split_batches(records, max_bytes));
+            match batches {
+                Ok(batches) => work_by_owner[owner].push(Work {
+                    slot: (t, p),
+                    topic: topic.name.clone(),
+                    index: partition.index,
+                    batches,
+                }),
+                Err(code) => topic_outcomes[p] = Outcome::error(code),
+            }
+        }
+        outcomes.push(topic_outcomes);
+    }
+
+    let jobs = work_by_owner
+        .into_iter()
+        .enumerate()
+        .filter(|(_, work)| !work.is_empty())
+        .map(|(owner, work)| {
+            let slots: Vec<(usize, usize)> = work.iter().map(|w| w.slot).collect();
+            let job = move |owner_shard: Rc<Shard>| -> LocalFuture<Vec<Outcome>> {
+                Box::pin(async move { append_on_owner(&owner_shard, work, acks).await })
+            };
+            async move {
+                let results = shard.on_shard(owner, job).await;
+                (slots, results)
+            }
+        })
+        .collect();
+    for (slots, results) in join_all(jobs).await {
+        let results = results
+            .unwrap_or_else(|| vec![Outcome::error(error_code::KAFKA_STORAGE_ERROR); slots.len()]);
+        for ((t, p), outcome) in slots.into_iter().zip(results) {
+            outcomes[t][p] = outcome;
+        }
+    }
+    if acks == 0 {
+        return Ok(Response::None);
+    }
+    let responses = names
+        .into_iter()
+        .zip(indexes.into_iter().zip(outcomes))
+        .map(|(name, (indexes, partitions))| {
+            TopicProduceResponse::default()
+                .with_name(TopicName(str_bytes(&name)))
+                .with_partition_responses(
+                    partitions
+                        .into_iter()
+                        .zip(indexes)
+                        .map(|(o, index)| {
+                            let mut partition = PartitionProduceResponse::default()
+                                .with_index(index)
+                                .with_error_code(o.error_code)
+                                .with_base_offset(o.base_offset);
+                            if version >= 5 {
+                                partition.log_start_offset = o.log_start_offset;
+                            }
+                            partition
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    Ok(Response::framed(frame_response(
+        header,
+        &ProduceResponse::default().with_responses(responses),
+    )))
+}
+
+/// On the owner shard: validate every batch of a partition first (a partition's records are
+/// appended all or nothing), append, then wait for the acknowledgement the policy requires.
+async fn append_on_owner(shard: &Rc<Shard>, work: Vec<Work>, acks: i16) -> Vec<Outcome> {
+    let now = now_ms();
+    let mut outcomes = Vec::with_capacity(work.len());
+    let mut waits = Vec::new();
+    for (i, item) in work.into_iter().enumerate() {
+        let Some(partition) = shard.partition(&item.topic, item.index) else {
+            outcomes.push(Outcome::error(error_code::UNKNOWN_TOPIC_OR_PARTITION));
+            continue;
+        };
+        if item.batches.len() > 1 {
+            if let Some(err) = item.batches.iter().find_map(|b| batch::validate(b).err()) {
+                let _ = err;
+                outcomes.push(Outcome::error(error_code::CORRUPT_MESSAGE));
+                continue;
+            }
+        }
+        let mut first: Option<ringtail_engine::AppendInfo> = None;
+        let mut last_offset = -1;
+        let mut failure = None;
+        for batch in item.batches {
+            match partition.append(batch, now) {
+                Ok(info) => {
+                    first.get_or_insert(info);
+                    last_offset = info.last_offset;
+                }
+                Err(err) => {
+                    failure = Some(append_error_code(&err));
+                    break;
+                }
+            }
+        }
+        match (failure, first) {
+            (Some(code), _) => outcomes.push(Outcome::error(code)),
+            (None, Some(info)) => {
+                outcomes.push(Outcome {
+                    error_code: error_code::NONE,
+                    base_offset: info.base_offset,
+                    log_start_offset: info.log_start_offset,
+                });
+                if acks != 0 {
+                    waits.push((i, partition, last_offset));
+                }
+            }
+            (None, None) => outcomes.push(Outcome::error(error_code::CORRUPT_MESSAGE)),
+        }
+    }
+    let acks_all = acks == -1;
+    let results = join_all(
+        waits
+            .iter()
+            .map(|(_, partition, last)| partition.wait_for_ack(*last, acks_all))
+            .collect(),
+    )
+    .await;
+    for ((i, _, _), result) in waits.iter().zip(results) {
+        if result.is_err() {
+            outcomes[*i] = Outcome::error(error_code::KAFKA_STORAGE_ERROR);
+        }
+    }
+    outcomes
+}

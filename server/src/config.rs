@@ -1,0 +1,330 @@
+//! Broker configuration: command-line flags over an optional TOML file, checked once at start.
+//!
+//! Read on the main thread before the shards start; shared read-only (`Arc<Config>`) after.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use ringtail_engine::{FsyncPolicy, LogConfig};
+use serde::Deserialize;
+
+/// A Kafka-compatible broker, one shard per core on io_uring.
+#[derive(Parser, Debug, Default)]
+#[command(name = "ringtail", version, about)]
+pub struct Args {
+    /// TOML file with the same keys as these flags, plus topic defaults under Kafka's names.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Where partitions and metadata live [default: ./ringtail-data]
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Address to accept clients on [default: 127.0.0.1:9092]
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Address clients are told to connect to [default: the listen address]
+    #[arg(long)]
+    pub advertised_listener: Option<String>,
+    /// Number of shards (threads) [default: one per online core, or one per --cores entry]
+    #[arg(long)]
+    pub shards: Option<usize>,
+    /// Cores to pin shards to: "0,1" or "0-3"; shard i runs on the i-th core listed
+    #[arg(long)]
+    pub cores: Option<String>,
+    /// never | acks-all | always | interval:MS [default: acks-all]
+    #[arg(long)]
+    pub fsync: Option<String>,
+    /// error | warn | info | debug | trace [default: info]
+    #[arg(long)]
+    pub log_level: Option<String>,
+}
+
+/// The TOML file: the flags' keys, and topic defaults under Kafka's names.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(rename = "data-dir")]
+    data_dir: Option<PathBuf>,
+    listen: Option<String>,
+    #[serde(rename = "advertised-listener")]
+    advertised_listener: Option<String>,
+    shards: Option<usize>,
+    cores: Option<String>,
+    fsync: Option<String>,
+    #[serde(rename = "log-level")]
+    log_level: Option<String>,
+    #[serde(rename = "num.partitions")]
+    num_partitions: Option<i32>,
+    #[serde(rename = "auto.create.topics.enable")]
+    auto_create_topics_enable: Option<bool>,
+    #[serde(rename = "retention.ms")]
+    retention_ms: Option<i64>,
+    #[serde(rename = "retention.bytes")]
+    retention_bytes: Option<i64>,
+    #[serde(rename = "segment.bytes")]
+    segment_bytes: Option<u64>,
+    #[serde(rename = "segment.ms")]
+    segment_ms: Option<i64>,
+    #[serde(rename = "max.message.bytes")]
+    max_message_bytes: Option<usize>,
+    #[serde(rename = "socket.request.max.bytes")]
+    socket_request_max_bytes: Option<usize>,
+}
+
+/// Defaults for topics, under Kafka's names.
+#[derive(Clone, Debug)]
+pub struct TopicDefaults {
+    pub num_partitions: i32,
+    pub auto_create_topics_enable: bool,
+    pub log: LogConfig,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub advertised_host: String,
+    pub advertised_port: i32,
+    pub shards: usize,
+    /// Core of each shard, when pinned.
+    pub cores: Option<Vec<usize>>,
+    pub fsync: FsyncPolicy,
+    pub log_level: String,
+    pub topics: TopicDefaults,
+    pub socket_request_max_bytes: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+fn err<T>(message: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError(message.into()))
+}
+
+/// Parses "0,1", "0-3" or "0-1,4".
+pub fn parse_cores(text: &str) -> Result<Vec<usize>, ConfigError> {
+    let mut cores = Vec::new();
+    for part in text.split(',').map(str::trim) {
+        let bad = || {
+            ConfigError(format!(
+                "invalid --cores {text:?}: expected a list like 0,1 or 0-3"
+            ))
+        };
+        if let Some((from, to)) = part.split_once('-') {
+            let from: usize = from.trim().parse().map_err(|_| bad())?;
+            let to: usize = to.trim().parse().map_err(|_| bad())?;
+            if from > to {
+                return Err(bad());
+            }
+            cores.extend(from..=to);
+        } else {
+            cores.push(part.parse().map_err(|_| bad())?);
+        }
+    }
+    let mut seen = cores.clone();
+    seen.sort_unstable();
+    seen.dedup();
+    if seen.len() != cores.len() {
+        return err(format!("invalid --cores {text:?}: a core is listed twice"));
+    }
+    Ok(cores)
+}
+
+fn online_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+impl Config {
+    pub fn load(args: Args) -> Result<Config, ConfigError> {
+        let file = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    ConfigError(format!("cannot read config {}: {e}", path.display()))
+                })?;
+                toml::from_str::<FileConfig>(&text)
+                    .map_err(|e| ConfigError(format!("invalid config {}: {e}", path.display())))?
+            }
+            None => FileConfig::default(),
+        };
+        let data_dir = args
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./ringtail-data"));
+        let listen_text = args
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| "127.0.0.1:9092".into());
+        let listen: SocketAddr = listen_text.parse().map_err(|_| {
+            ConfigError(format!(
+                "invalid --listen {listen_text:?}: expected HOST:PORT, e.g. 127.0.0.1:9092"
+            ))
+        })?;
+        let advertised = args
+            .advertised_listener
+            .or(file.advertised_listener)
+            .unwrap_or_else(|| listen_text.clone());
+        let (host, port) = advertised.rsplit_once(':').ok_or_else(|| {
+            ConfigError(format!(
+                "invalid --advertised-listener {advertised:?}: expected HOST:PORT"
+            ))
+        })?;
+        let port: u16 = port.parse().map_err(|_| {
+            ConfigError(format!(
+                "invalid --advertised-listener {advertised:?}: bad port"
+            ))
+        })?;
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        if host.is_empty() {
+            return err(format!(
+                "invalid --advertised-listener {advertised:?}: empty host"
+            ));
+        }
+        let port = if port == 0 { listen.port() } else { port };
+        let cores = match args.cores.or(file.cores) {
+            Some(text) => Some(parse_cores(&text)?),
+            None => None,
+        };
+        let shards = match (args.shards.or(file.shards), &cores) {
+            (Some(0), _) => return err("--shards must be at least 1"),
+            (Some(n), Some(cores)) if n != cores.len() => {
+                return err(format!(
+                    "--shards {n} but --cores lists {} cores: give one core per shard",
+                    cores.len()
+                ))
+            }
+            (Some(n), _) => n,
+            (None, Some(cores)) => cores.len(),
+            (None, None) => online_cores(),
+        };
+        if let Some(cores) = &cores {
+            let online = online_cores();
+            if let Some(bad) = cores.iter().find(|&&c| c >= online) {
+                return err(format!(
+                    "--cores names core {bad}, but this machine has cores 0-{}",
+                    online - 1
+                ));
+            }
+        }
+        let fsync_text = args
+            .fsync
+            .or(file.fsync)
+            .unwrap_or_else(|| "acks-all".into());
+        let fsync: FsyncPolicy = fsync_text
+            .parse()
+            .map_err(|e: ringtail_engine::config::ParsePolicyError| ConfigError(e.to_string()))?;
+        let log_level = args
+            .log_level
+            .or(file.log_level)
+            .unwrap_or_else(|| "info".into());
+        if !["error", "warn", "info", "debug", "trace"].contains(&log_level.as_str()) {
+            return err(format!(
+                "invalid --log-level {log_level:?}: expected error, warn, info, debug or trace"
+            ));
+        }
+        let mut log = LogConfig {
+            fsync,
+            ..LogConfig::default()
+        };
+        if let Some(ms) = file.retention_ms {
+            log.retention_ms = if ms < 0 { None } else { Some(ms) };
+        }
+        if let Some(bytes) = file.retention_bytes {
+            log.retention_bytes = if bytes < 0 { None } else { Some(bytes as u64) };
+        }
+        if let Some(bytes) = file.segment_bytes {
+            if !(1024..=i32::MAX as u64).contains(&bytes) {
+                return err("segment.bytes must be between 1024 and 2147483647");
+            }
+            log.segment_bytes = bytes;
+        }
+        if let Some(ms) = file.segment_ms {
+            if ms <= 0 {
+                return err("segment.ms must be positive");
+            }
+            log.segment_ms = ms;
+        }
+        if let Some(bytes) = file.max_message_bytes {
+            if bytes < 64 {
+                return err("max.message.bytes must be at least 64");
+            }
+            log.max_message_bytes = bytes;
+        }
+        let num_partitions = file.num_partitions.unwrap_or(1);
+        if num_partitions < 1 {
+            return err("num.partitions must be at least 1");
+        }
+        let socket_request_max_bytes = file.socket_request_max_bytes.unwrap_or(100 * 1024 * 1024);
+        if socket_request_max_bytes < 1024 {
+            return err("socket.request.max.bytes must be at least 1024");
+        }
+        Ok(Config {
+            data_dir,
+            listen,
+            advertised_host: host,
+            advertised_port: i32::from(port),
+            shards,
+            cores,
+            fsync,
+            log_level,
+            topics: TopicDefaults {
+                num_partitions,
+                auto_create_topics_enable: file.auto_create_topics_enable.unwrap_or(true),
+                log,
+            },
+            socket_request_max_bytes,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cores_parse() {
+        assert_eq!(parse_cores("0,1").expect("list"), vec![0, 1]);
+        assert_eq!(parse_cores("0-3").expect("range"), vec![0, 1, 2, 3]);
+        assert_eq!(parse_cores("2, 0-1").expect("mixed"), vec![2, 0, 1]);
+        for bad in ["", "a", "3-1", "0,0", "1-", "-1"] {
+            assert!(parse_cores(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn defaults_and_bad_values() {
+        let config = Config::load(Args::default()).expect("defaults");
+        assert_eq!(config.listen.to_string(), "127.0.0.1:9092");
+        assert_eq!(config.fsync, FsyncPolicy::AcksAll);
+        assert_eq!(config.topics.num_partitions, 1);
+        assert!(config.topics.auto_create_topics_enable);
+        for args in [
+            Args {
+                listen: Some("nope".into()),
+                ..Args::default()
+            },
+            Args {
+                fsync: Some("sometimes".into()),
+                ..Args::default()
+            },
+            Args {
+                shards: Some(0),
+                ..Args::default()
+            },
+            Args {
+                shards: Some(3),
+                cores: Some("0".into()),
+                ..Args::default()
+            },
+            Args {
+                log_level: Some("loud".into()),
+                ..Args::default()
+            },
+        ] {
+            assert!(Config::load(args).is_err());
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! Registry changes: creating and deleting topics. Runs on the controller (shard 0), one change
+//! at a time; partitions are opened on their owner shards before the new registry is published,
+//! so no shard ever sees a topic whose partitions are not ready.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::shard::{LocalFuture, Shard};
+use crate::topics::{new_topic_id, validate_name, Topic};
+
+pub struct NewTopic {
+    pub name: String,
+    pub partitions: i32,
+    pub configs: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum CreateError {
+    Exists,
+    InvalidName(String),
+    InvalidPartitions(i32),
+    InvalidConfig(String),
+    Storage(String),
+}
+
+/// The most partitions one topic may have (a guard against typos; Kafka has no fixed limit).
+pub const PARTITIONS_MAX: i32 = 10_000;
+
+/// Creates `topics`, from any shard. Returns one result per topic, in order.
+pub async fn create_topics(
+    shard: &Rc<Shard>,
+    topics: Vec<NewTopic>,
+    validate_only: bool,
+) -> Vec<Result<Arc<Topic>, CreateError>> {
+    let count = topics.len();
+    let work = move |controller: Rc<Shard>| -> LocalFuture<Vec<Result<Arc<Topic>, CreateError>>> {
+        Box::pin(async move { create_on_controller(&controller, topics, validate_only).await })
+    };
+    shard
+        .on_shard(0, work)
+        .await
+        .unwrap_or_else(|| vec![Err(CreateError::Storage("the controller stopped".into())); count])
+}
+
+async fn create_on_controller(
+    controller: &Rc<Shard>,
+    topics: Vec<NewTopic>,
+    validate_only: bool,
+) -> Vec<Result<Arc<Topic>, CreateError>> {
+    let _guard = controller.controller().await;
+    let mut registry = (*controller.shared.registry.snapshot()).clone();
+    let shards = controller.shared.config.shards;
+    let mut results = Vec::new();
+    let mut created = Vec::new();
+    for new in topics {
+        let result = (|| {
+            validate_name(&new.name).map_err(CreateError::InvalidName)?;
+            if registry.get(&new.name).is_some() {
+                return Err(CreateError::Exists);
+            }
+            if !(1..=PARTITIONS_MAX).contains(&new.partitions) {
+                return Err(CreateError::InvalidPartitions(new.partitions));
+            }
+            crate::api::configs::validate_topic_configs(&new.configs)
+                .map_err(CreateError::InvalidConfig)?;
+            let topic = Arc::new(Topic {
+                name: new.name.clone(),
+                id: new_topic_id(),
+                shards: registry.assign(new.partitions as usize, shards),
+                configs: new.configs,
+            });
+            if !validate_only {
+                registry.topics.insert(topic.name.clone(), topic.clone());
+            }
+            Ok(topic)
+        })();
+        if let Ok(topic) = &result {
+            if !validate_only {
+                created.push(topic.clone());
+            }
+        }
+        results.push(result);
+    }
+    if created.is_empty() {
+        return results;
+    }
+    let mut failure = None;
+    for topic in &created {
+        for owner in unique_owners(topic) {
+            let topic = topic.clone();
+            let opened = controller
+                .on_shard(
+                    owner,
+                    move |s: Rc<Shard>| -> LocalFuture<Result<(), String>> {
+                        Box::pin(async move { s.open_partitions(&topic).await })
+                    },
+                )
+                .await
+                .unwrap_or_else(|| Err("shard stopped".into()));
+            if let Err(e) = opened {
+                failure = Some(e);
+            }
+        }
+    }
+    if failure.is_none() {
+        if let Err(e) = controller.shared.registry.store(registry) {
+            failure = Some(format!("cannot store the topic registry: {e}"));
+        }
+    }
+    if let Some(error) = failure {
+        for topic in &created {
+            drop_everywhere(controller, &topic.name, topic).await;
+        }
+        return results
+            .into_iter()
+            .map(|r| r.and(Err(CreateError::Storage(error.clone()))))
+            .collect();
+    }
+    results
+}
+
+fn unique_owners(topic: &Topic) -> Vec<usize> {
+    let mut owners = topic.shards.clone();
+    owners.sort_unstable();
+    owners.dedup();
+    owners
+}
+
+async fn drop_everywhere(controller: &Rc<Shard>, name: &str, topic: &Topic) {
+    for owner in unique_owners(topic) {
+        let name = name.to_string();
+        controller
+            .on_shard(owner, move |s: Rc<Shard>| -> LocalFuture<()> {
+                Box::pin(async move { s.drop_partitions(&name).await })
+            })
+            .await;
+    }
+}
+
+/// Deletes a topic, from any shard: unpublished first, then its partitions are closed and their
+/// directories removed. Returns false if there was no such topic.
+pub async fn delete_topic(shard: &Rc<Shard>, name: String) -> Result<bool, String> {
+    let work = move |controller: Rc<Shard>| -> LocalFuture<Result<bool, String>> {
+        Box::pin(async move {
+            let _guard = controller.controller().await;
+            let mut registry = (*controller.shared.registry.snapshot()).clone();
+            let Some(topic) = registry.topics.remove(&name) else {
+                return Ok(false);
+            };
+            controller
+                .shared
+                .registry
+                .store(registry)
+                .map_err(|e| format!("cannot store the topic registry: {e}"))?;
+            drop_everywhere(&controller, &name, &topic).await;
+            Ok(true)
+        })
+    };
+    shard
+        .on_shard(0, work)
+        .await
+        .unwrap_or_else(|| Err("the controller stopped".into()))
+}

@@ -1,0 +1,47 @@
+//! `ringtail`: the broker binary.
+#![forbid(unsafe_code)]
+
+mod api;
+mod config;
+mod conn;
+mod controller;
+mod protocol;
+mod shard;
+mod topics;
+
+use clap::Parser;
+
+fn main() {
+    let args = match config::Args::try_parse() {
+        Ok(args) => args,
+        Err(err) => {
+            // --help and --version print and exit 0; bad flags exit 2 with clap's message.
+            let code = if err.use_stderr() { 2 } else { 0 };
+            let _ = err.print();
+            std::process::exit(code);
+        }
+    };
+    let config = match config::Config::load(args) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("ringtail: {err}");
+            std::process::exit(2);
+        }
+    };
+    let level = match config.log_level.as_str() {
+        "error" => tracing::Level::ERROR,
+        "warn" => tracing::Level::WARN,
+        "debug" => tracing::Level::DEBUG,
+        "trace" => tracing::Level::TRACE,
+        _ => tracing::Level::INFO,
+    };
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+    if let Err(err) = shard::run(config) {
+        eprintln!("ringtail: {err}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,205 @@
+//! Kafka wire protocol: request headers, the table of APIs and versions this broker implements,
+//! and response framing.
+//!
+//! Requests are decoded by hand with the checked [`reader::Reader`] (so that no count from the
+//! wire allocates before it is checked, and record batches stay slices of the request buffer);
+//! most responses are encoded with the `kafka-protocol` crate, generated from Kafka's schemas.
+//! Fetch responses are framed by hand so that record bytes can be spliced.
+
+pub mod reader;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::protocol::Encodable;
+
+use reader::{DecodeError, Reader};
+
+/// Kafka API keys used here.
+pub mod key {
+    pub const PRODUCE: i16 = 0;
+    pub const FETCH: i16 = 1;
+    pub const LIST_OFFSETS: i16 = 2;
+    pub const METADATA: i16 = 3;
+    pub const API_VERSIONS: i16 = 18;
+    pub const CREATE_TOPICS: i16 = 19;
+    pub const DELETE_TOPICS: i16 = 20;
+    pub const DESCRIBE_CONFIGS: i16 = 32;
+    pub const DESCRIBE_CLUSTER: i16 = 60;
+}
+
+/// One implemented API: the versions served, and the first flexible (compact, tagged) one.
+#[derive(Clone, Copy, Debug)]
+pub struct ApiSpec {
+    pub key: i16,
+    pub min: i16,
+    pub max: i16,
+    pub flexible_from: i16,
+}
+
+/// Exactly what this broker implements; ApiVersions reports this table.
+pub const APIS: &[ApiSpec] = &[
+    ApiSpec {
+        key: key::PRODUCE,
+        min: 3,
+        max: 10,
+        flexible_from: 9,
+    },
+    ApiSpec {
+        key: key::FETCH,
+        min: 4,
+        max: 16,
+        flexible_from: 12,
+    },
+    ApiSpec {
+        key: key::LIST_OFFSETS,
+        min: 1,
+        max: 7,
+        flexible_from: 6,
+    },
+    ApiSpec {
+        key: key::METADATA,
+        min: 0,
+        max: 12,
+        flexible_from: 9,
+    },
+    ApiSpec {
+        key: key::API_VERSIONS,
+        min: 0,
+        max: 4,
+        flexible_from: 3,
+    },
+    ApiSpec {
+        key: key::CREATE_TOPICS,
+        min: 2,
+        max: 7,
+        flexible_from: 5,
+    },
+    ApiSpec {
+        key: key::DELETE_TOPICS,
+        min: 1,
+        max: 6,
+        flexible_from: 4,
+    },
+    ApiSpec {
+        key: key::DESCRIBE_CONFIGS,
+        min: 0,
+        max: 4,
+        flexible_from: 4,
+    },
+    ApiSpec {
+        key: key::DESCRIBE_CLUSTER,
+        min: 0,
+        max: 1,
+        flexible_from: 0,
+    },
+];
+
+pub fn spec(api_key: i16) -> Option<&'static ApiSpec> {
+    APIS.iter().find(|spec| spec.key == api_key)
+}
+
+/// A request header (v1, or v2 with tagged fields).
+#[derive(Clone, Debug)]
+pub struct RequestHeader {
+    pub api_key: i16,
+    pub api_version: i16,
+    pub correlation_id: i32,
+    pub client_id: Option<String>,
+}
+
+impl RequestHeader {
+    /// Whether the body (and the response) use the flexible encoding. Unknown APIs and versions
+    /// are not flexible: they are answered with an error in the classic framing.
+    pub fn flexible(&self) -> bool {
+        spec(self.api_key).is_some_and(|s| self.supported() && self.api_version >= s.flexible_from)
+    }
+
+    pub fn supported(&self) -> bool {
+        spec(self.api_key).is_some_and(|s| (s.min..=s.max).contains(&self.api_version))
+    }
+}
+
+/// Parses the header at the start of a frame body (after the size prefix) and returns the rest
+/// as a reader for the request body. Fails only when not even the fixed fields are present.
+pub fn parse_header(frame: BytesMut) -> Result<(RequestHeader, Reader), DecodeError> {
+    let mut reader = Reader::new(frame, false);
+    let api_key = reader.i16()?;
+    let api_version = reader.i16()?;
+    let correlation_id = reader.i32()?;
+    let mut header = RequestHeader {
+        api_key,
+        api_version,
+        correlation_id,
+        client_id: None,
+    };
+    // The client id is a classic nullable string in both header versions.
+    header.client_id = reader.nullable_string()?;
+    if header.flexible() {
+        reader.flexible = true;
+        reader.tagged_fields()?;
+    }
+    Ok((header, reader))
+}
+
+/// Frames a response: size prefix, header (v0, or v1 with empty tagged fields for flexible
+/// versions; ApiVersions always uses v0, as Kafka does), then the body. Fails only if the body
+/// holds a field the version cannot carry (a bug, reported instead of sent malformed).
+pub fn frame_response<R: Encodable>(header: &RequestHeader, body: &R) -> Result<Bytes, String> {
+    let version = header.api_version;
+    let mut buf = BytesMut::with_capacity(256);
+    buf.put_i32(0);
+    put_response_header(&mut buf, header);
+    body.encode(&mut buf, version).map_err(|e| {
+        format!(
+            "cannot encode the response to API {} v{version}: {e}",
+            header.api_key
+        )
+    })?;
+    Ok(finish_frame(buf))
+}
+
+pub fn put_response_header(buf: &mut BytesMut, header: &RequestHeader) {
+    buf.put_i32(header.correlation_id);
+    if header.flexible() && header.api_key != key::API_VERSIONS {
+        buf.put_u8(0); // no tagged fields
+    }
+}
+
+/// Writes the size prefix of a frame built with a 4-byte placeholder.
+pub fn finish_frame(mut buf: BytesMut) -> Bytes {
+    let size = (buf.len() - 4) as i32;
+    buf[0..4].copy_from_slice(&size.to_be_bytes());
+    buf.freeze()
+}
+
+/// Kafka error codes used by this broker.
+pub mod error_code {
+    pub const NONE: i16 = 0;
+    pub const OFFSET_OUT_OF_RANGE: i16 = 1;
+    pub const CORRUPT_MESSAGE: i16 = 2;
+    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    pub const MESSAGE_TOO_LARGE: i16 = 10;
+    pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
+    pub const INVALID_REQUIRED_ACKS: i16 = 21;
+    pub const UNSUPPORTED_VERSION: i16 = 35;
+    pub const TOPIC_ALREADY_EXISTS: i16 = 36;
+    pub const INVALID_PARTITIONS: i16 = 37;
+    pub const INVALID_REPLICATION_FACTOR: i16 = 38;
+    pub const INVALID_REQUEST: i16 = 42;
+    pub const INVALID_CONFIG: i16 = 40;
+    pub const UNKNOWN_SERVER_ERROR: i16 = -1;
+    pub const KAFKA_STORAGE_ERROR: i16 = 56;
+    pub const UNKNOWN_TOPIC_ID: i16 = 100;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_is_consistent() {
+        for spec in APIS {
+            assert!(spec.min <= spec.max, "{spec:?}");
+            assert!(APIS.iter().filter(|s| s.key == spec.key).count() == 1);
+        }
+    }
+}

@@ -1,0 +1,438 @@
+//! Shards: one thread per core, each pinned, each with its own io_uring runtime, partitions and
+//! connections.
+//!
+//! A [`Shard`] lives on its thread (`Rc`, never shared). Work for a partition owned by another
+//! shard travels as a [`Job`] through that shard's bounded inbox (crossbeam), with a waker that
+//! writes the target's eventfd if it is parked; replies come back through a oneshot. Every shard
+//! accepts on the same port (SO_REUSEPORT) and owns the connections it accepts.
+//!
+//! Shard 0 is the controller: it alone changes the topic registry, one change at a time.
+
+pub mod sync;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Poll, Waker};
+use std::time::Duration;
+
+use ringtail_engine::io::{self as rio, Notify, Pipe, Runtime, RuntimeConfig};
+use ringtail_engine::{LogConfig, Partition};
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::topics::{Registry, RegistryCell, Topic};
+
+/// Work sent to a shard: runs on that shard's thread.
+pub type Job = Box<dyn FnOnce(&Rc<Shard>) + Send>;
+
+/// Jobs waiting in one shard's inbox before senders must wait (backpressure).
+const INBOX_CAPACITY: usize = 4096;
+/// How long a stopping shard waits for in-flight requests to finish.
+const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+/// Pipe size for splicing fetch responses.
+const PIPE_BYTES: usize = 1 << 20;
+
+/// A shard's mailbox, shared with every other shard.
+pub struct ShardHandle {
+    tx: crossbeam_channel::Sender<Job>,
+    waker: Mutex<Option<Waker>>,
+}
+
+/// What all shards share: configuration, the topic registry, the inboxes.
+pub struct Shared {
+    pub config: Config,
+    pub registry: RegistryCell,
+    pub handles: Vec<ShardHandle>,
+    pub stopping: AtomicBool,
+}
+
+impl Shared {
+    /// Queues `job` on shard `target`, waiting (without blocking the thread) while its inbox is
+    /// full.
+    pub async fn send(&self, target: usize, mut job: Job) {
+        let handle = &self.handles[target];
+        loop {
+            match handle.tx.try_send(job) {
+                Ok(()) => break,
+                Err(crossbeam_channel::TrySendError::Full(back)) => {
+                    job = back;
+                    rio::sleep(Duration::from_micros(50)).await;
+                }
+                Err(crossbeam_channel::TrySendError::Disconnected(_)) => return,
+            }
+        }
+        let waker = handle.waker.lock().expect("inbox waker lock").take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+pub struct Shard {
+    pub id: usize,
+    pub shared: Arc<Shared>,
+    partitions: RefCell<HashMap<(String, i32), Rc<Partition>>>,
+    registry: RefCell<(u64, Arc<Registry>)>,
+    pipes: RefCell<Vec<Rc<Pipe>>>,
+    /// Connections being served, for the drain at stop.
+    pub connections: Cell<usize>,
+    pub stop: Notify,
+    pub stopped: Cell<bool>,
+    /// Serialises registry changes on the controller.
+    controller_busy: Cell<bool>,
+    controller_free: Notify,
+}
+
+pub type LocalFuture<T> = Pin<Box<dyn Future<Output = T>>>;
+
+impl Shard {
+    /// The current registry (refreshed when the controller published a new one).
+    pub fn registry(&self) -> Arc<Registry> {
+        let version = self.shared.registry.version();
+        let mut cached = self.registry.borrow_mut();
+        if cached.0 != version {
+            *cached = (version, self.shared.registry.snapshot());
+        }
+        cached.1.clone()
+    }
+
+    pub fn partition(&self, topic: &str, partition: i32) -> Option<Rc<Partition>> {
+        self.partitions
+            .borrow()
+            .get(&(topic.to_string(), partition))
+            .cloned()
+    }
+
+    /// Runs `work` on shard `target` and returns its result here. Local work runs directly.
+    pub async fn on_shard<T, F>(self: &Rc<Self>, target: usize, work: F) -> Option<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(Rc<Shard>) -> LocalFuture<T> + Send + 'static,
+    {
+        if target == self.id {
+            return Some(work(self.clone()).await);
+        }
+        let (tx, rx) = sync::oneshot();
+        let job: Job = Box::new(move |shard: &Rc<Shard>| {
+            let future = work(shard.clone());
+            drop(rio::spawn(async move { tx.send(future.await) }));
+        });
+        self.shared.send(target, job).await;
+        rx.await.ok()
+    }
+
+    /// A pipe for splicing, from this shard's pool.
+    pub fn take_pipe(&self) -> std::io::Result<Rc<Pipe>> {
+        match self.pipes.borrow_mut().pop() {
+            Some(pipe) => Ok(pipe),
+            None => Pipe::new(PIPE_BYTES).map(Rc::new),
+        }
+    }
+
+    /// Returns a pipe to the pool; only pipes known to be empty may come back.
+    pub fn return_pipe(&self, pipe: Rc<Pipe>) {
+        if Rc::strong_count(&pipe) == 1 {
+            self.pipes.borrow_mut().push(pipe);
+        }
+    }
+
+    /// The log settings of a topic: broker defaults overridden by the topic's configs.
+    pub fn log_config(&self, topic: &Topic) -> LogConfig {
+        crate::api::configs::effective_log_config(&self.shared.config, topic)
+    }
+
+    pub fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
+        self.shared
+            .config
+            .data_dir
+            .join(format!("{topic}-{partition}"))
+    }
+
+    /// Opens (or creates) the partitions of `topic` that this shard owns.
+    pub async fn open_partitions(self: &Rc<Self>, topic: &Topic) -> Result<(), String> {
+        let config = self.log_config(topic);
+        for (index, &owner) in topic.shards.iter().enumerate() {
+            if owner != self.id {
+                continue;
+            }
+            let index = index as i32;
+            if self.partition(&topic.name, index).is_some() {
+                continue;
+            }
+            let dir = self.partition_dir(&topic.name, index);
+            let partition = Partition::open(&dir, config.clone())
+                .await
+                .map_err(|e| format!("cannot open partition {}-{index}: {e}", topic.name))?;
+            self.partitions
+                .borrow_mut()
+                .insert((topic.name.clone(), index), partition);
+        }
+        Ok(())
+    }
+
+    /// Closes and removes this shard's partitions of `topic`, deleting their directories.
+    pub async fn drop_partitions(self: &Rc<Self>, topic: &str) {
+        let doomed: Vec<((String, i32), Rc<Partition>)> = {
+            let mut partitions = self.partitions.borrow_mut();
+            let keys: Vec<_> = partitions
+                .keys()
+                .filter(|(t, _)| t == topic)
+                .cloned()
+                .collect();
+            keys.into_iter()
+                .filter_map(|k| partitions.remove(&k).map(|p| (k, p)))
+                .collect()
+        };
+        for ((topic, index), partition) in doomed {
+            let _ = partition.close().await;
+            let dir = self.partition_dir(&topic, index);
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                warn!("cannot remove {}: {e}", dir.display());
+            }
+        }
+    }
+
+    /// Waits for the controller to be free, then holds it until the guard drops.
+    pub async fn controller(self: &Rc<Self>) -> ControllerGuard {
+        assert_eq!(self.id, 0, "registry changes run on shard 0");
+        loop {
+            let notified = self.controller_free.notified();
+            if !self.controller_busy.get() {
+                self.controller_busy.set(true);
+                return ControllerGuard {
+                    shard: self.clone(),
+                };
+            }
+            notified.await;
+        }
+    }
+
+    /// Applies retention to every local partition.
+    fn enforce_retention(&self) {
+        let now = now_ms();
+        let partitions: Vec<Rc<Partition>> = self.partitions.borrow().values().cloned().collect();
+        for partition in partitions {
+            if let Err(e) = partition.enforce_retention(now) {
+                error!("retention failed in {}: {e}", partition.dir().display());
+            }
+        }
+    }
+}
+
+pub struct ControllerGuard {
+    shard: Rc<Shard>,
+}
+
+impl Drop for ControllerGuard {
+    fn drop(&mut self) {
+        self.shard.controller_busy.set(false);
+        self.shard.controller_free.notify_all();
+    }
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Starts the shards and serves until SIGTERM or SIGINT; returns after a clean stop.
+pub fn run(config: Config) -> Result<(), String> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        format!(
+            "cannot create data directory {}: {e}",
+            config.data_dir.display()
+        )
+    })?;
+    let registry = RegistryCell::load(&config.data_dir)?;
+    rio::block_termination_signals().map_err(|e| format!("cannot block signals: {e}"))?;
+    let mut listeners = Vec::new();
+    for _ in 0..config.shards {
+        let listener = rio::listen_reuseport(config.listen, 1024)
+            .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        listeners.push(listener);
+    }
+    let mut handles = Vec::new();
+    let mut inboxes = Vec::new();
+    for _ in 0..config.shards {
+        let (tx, rx) = crossbeam_channel::bounded(INBOX_CAPACITY);
+        handles.push(ShardHandle {
+            tx,
+            waker: Mutex::new(None),
+        });
+        inboxes.push(rx);
+    }
+    let shared = Arc::new(Shared {
+        config,
+        registry,
+        handles,
+        stopping: AtomicBool::new(false),
+    });
+    info!(
+        listen = %shared.config.listen,
+        shards = shared.config.shards,
+        fsync = %shared.config.fsync,
+        data_dir = %shared.config.data_dir.display(),
+        "ringtail starting"
+    );
+    let mut threads = Vec::new();
+    for (id, (listener, inbox)) in listeners.into_iter().zip(inboxes).enumerate() {
+        let shared = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("shard-{id}"))
+            .spawn(move || shard_thread(id, shared, listener, inbox))
+            .map_err(|e| format!("cannot start shard {id}: {e}"))?;
+        threads.push(thread);
+    }
+    let watcher_shared = shared.clone();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Ok(signal) = rio::wait_termination_signal() {
+                info!(signal, "stopping: finishing in-flight requests");
+                stop_all(&watcher_shared);
+            }
+        })
+        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+    let mut failures = Vec::new();
+    for (id, thread) in threads.into_iter().enumerate() {
+        match thread.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failures.push(format!("shard {id}: {e}")),
+            Err(_) => failures.push(format!("shard {id} panicked")),
+        }
+        // One shard failing stops the others.
+        stop_all(&shared);
+    }
+    if failures.is_empty() {
+        info!("stopped cleanly");
+        Ok(())
+    } else {
+        Err(failures.join("; "))
+    }
+}
+
+fn stop_all(shared: &Arc<Shared>) {
+    if shared.stopping.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    for handle in &shared.handles {
+        let job: Job = Box::new(|shard: &Rc<Shard>| {
+            shard.stopped.set(true);
+            shard.stop.notify_all();
+        });
+        // A full inbox still gets the stop: the shard checks `stopping` on every pass too.
+        let _ = handle.tx.try_send(job);
+        if let Some(waker) = handle.waker.lock().expect("inbox waker lock").take() {
+            waker.wake();
+        }
+    }
+}
+
+fn shard_thread(
+    id: usize,
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    inbox: crossbeam_channel::Receiver<Job>,
+) -> Result<(), String> {
+    if let Some(cores) = &shared.config.cores {
+        rio::pin_current_thread(cores[id])
+            .map_err(|e| format!("cannot pin to core {}: {e}", cores[id]))?;
+    }
+    let runtime = Runtime::new(RuntimeConfig::default()).map_err(|e| format!("io_uring: {e}"))?;
+    let shard = Rc::new(Shard {
+        id,
+        shared: shared.clone(),
+        partitions: RefCell::new(HashMap::new()),
+        registry: RefCell::new((0, Arc::new(Registry::default()))),
+        pipes: RefCell::new(Vec::new()),
+        connections: Cell::new(0),
+        stop: Notify::new(),
+        stopped: Cell::new(false),
+        controller_busy: Cell::new(false),
+        controller_free: Notify::new(),
+    });
+    runtime.block_on(shard_main(shard, listener, inbox))
+}
+
+async fn shard_main(
+    shard: Rc<Shard>,
+    listener: TcpListener,
+    inbox: crossbeam_channel::Receiver<Job>,
+) -> Result<(), String> {
+    let registry = shard.registry();
+    for topic in registry.topics.values() {
+        shard.open_partitions(topic).await?;
+    }
+    let inbox_task = rio::spawn(run_inbox(shard.clone(), inbox));
+    let retention_task = rio::spawn(run_retention(shard.clone()));
+    let accept_task = rio::spawn(crate::conn::accept_loop(shard.clone(), Rc::new(listener)));
+    info!(shard = shard.id, "shard ready");
+    while !shard.stopped.get() {
+        let notified = shard.stop.notified();
+        if shard.stopped.get() {
+            break;
+        }
+        notified.await;
+    }
+    accept_task.await;
+    // Let connections finish the requests they are serving.
+    let _ = sync::timeout(DRAIN_LIMIT, async {
+        while shard.connections.get() > 0 {
+            rio::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    drop(retention_task);
+    let partitions: Vec<Rc<Partition>> = shard
+        .partitions
+        .borrow_mut()
+        .drain()
+        .map(|(_, p)| p)
+        .collect();
+    let mut failed = 0;
+    for partition in partitions {
+        if let Err(e) = partition.close().await {
+            error!("closing {} failed: {e}", partition.dir().display());
+            failed += 1;
+        }
+    }
+    drop(inbox_task);
+    if failed > 0 {
+        return Err(format!("{failed} partitions failed to close cleanly"));
+    }
+    Ok(())
+}
+
+/// Runs jobs sent by other shards.
+async fn run_inbox(shard: Rc<Shard>, inbox: crossbeam_channel::Receiver<Job>) {
+    let handle = &shard.shared.handles[shard.id];
+    std::future::poll_fn(|cx| loop {
+        match inbox.try_recv() {
+            Ok(job) => job(&shard),
+            Err(crossbeam_channel::TryRecvError::Disconnected) => return Poll::Ready(()),
+            Err(crossbeam_channel::TryRecvError::Empty) => {
+                *handle.waker.lock().expect("inbox waker lock") = Some(cx.waker().clone());
+                // A job queued before the waker was stored is seen by this second look.
+                if inbox.is_empty() {
+                    return Poll::Pending;
+                }
+            }
+        }
+    })
+    .await
+}
+
+async fn run_retention(shard: Rc<Shard>) {
+    loop {
+        rio::sleep(Duration::from_secs(30)).await;
+        shard.enforce_retention();
+    }
+}

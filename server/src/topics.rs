@@ -1,0 +1,309 @@
+//! The topic registry: names, ids, partition-to-shard assignment and per-topic configs, persisted
+//! in `<data-dir>/topics.meta`.
+//!
+//! Changed only by the controller (shard 0), one change at a time; every shard reads it through
+//! a cached `Arc<Registry>` snapshot that it refreshes when the published version moves (one
+//! atomic load per request, no lock on the produce or fetch path).
+//!
+//! File format (text, one topic per line, then a checksum line; replaced atomically by write to
+//! a temporary file, fsync, rename, fsync of the directory):
+//! ```text
+//! ringtail-topics 1
+//! <name> <id: 32 hex digits> <shard of partition 0>,<shard of partition 1>,... <k=v;k=v or ->
+//! crc32 <8 hex digits of the CRC-32 of every byte above>
+//! ```
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+pub type TopicId = [u8; 16];
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Topic {
+    pub name: String,
+    pub id: TopicId,
+    /// Owner shard of each partition.
+    pub shards: Vec<usize>,
+    /// Per-topic config overrides, under Kafka's names.
+    pub configs: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Registry {
+    pub topics: BTreeMap<String, Arc<Topic>>,
+}
+
+impl Registry {
+    pub fn get(&self, name: &str) -> Option<&Arc<Topic>> {
+        self.topics.get(name)
+    }
+
+    pub fn by_id(&self, id: &TopicId) -> Option<&Arc<Topic>> {
+        self.topics.values().find(|t| &t.id == id)
+    }
+
+    /// Partitions per shard over all topics.
+    fn load(&self, shards: usize) -> Vec<usize> {
+        let mut load = vec![0; shards];
+        for topic in self.topics.values() {
+            for &shard in &topic.shards {
+                if shard < shards {
+                    load[shard] += 1;
+                }
+            }
+        }
+        load
+    }
+
+    /// Assigns `count` new partitions to the least loaded shards.
+    pub fn assign(&self, count: usize, shards: usize) -> Vec<usize> {
+        let mut load = self.load(shards);
+        (0..count)
+            .map(|_| {
+                let (shard, _) = load
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|&(i, n)| (*n, i))
+                    .expect("at least one shard");
+                load[shard] += 1;
+                shard
+            })
+            .collect()
+    }
+}
+
+/// Kafka's rules for topic names: 1-249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 249 {
+        return Err(format!(
+            "topic name must be 1 to 249 characters, got {}",
+            name.len()
+        ));
+    }
+    if name == "." || name == ".." {
+        return Err("topic name cannot be \".\" or \"..\"".into());
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!("topic name {name:?} contains {bad:?}: only ASCII letters, digits, '.', '_' and '-' are allowed"));
+    }
+    Ok(())
+}
+
+pub fn new_topic_id() -> TopicId {
+    let mut id = [0u8; 16];
+    loop {
+        if let Ok(bytes) = std::fs::read("/proc/sys/kernel/random/uuid") {
+            let hex: String = String::from_utf8_lossy(&bytes)
+                .chars()
+                .filter(|c| c.is_ascii_hexdigit())
+                .collect();
+            if let Some(parsed) = parse_hex(&hex) {
+                id = parsed;
+            }
+        }
+        if id != [0u8; 16] {
+            return id;
+        }
+        // Fallback: the clock and the process id, which need not be secret, only unique.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos());
+        id[..16].copy_from_slice(&(nanos ^ (u128::from(std::process::id()) << 64)).to_be_bytes());
+    }
+}
+
+fn hex(id: &TopicId) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn parse_hex(text: &str) -> Option<TopicId> {
+    if text.len() != 32 {
+        return None;
+    }
+    let mut id = [0u8; 16];
+    for (i, byte) in id.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(id)
+}
+
+const HEADER: &str = "ringtail-topics 1";
+
+pub fn encode(registry: &Registry) -> String {
+    let mut out = String::new();
+    out.push_str(HEADER);
+    out.push('\n');
+    for topic in registry.topics.values() {
+        let shards: Vec<String> = topic.shards.iter().map(usize::to_string).collect();
+        let configs = if topic.configs.is_empty() {
+            "-".to_string()
+        } else {
+            topic
+                .configs
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(";")
+        };
+        out.push_str(&format!(
+            "{} {} {} {}\n",
+            topic.name,
+            hex(&topic.id),
+            shards.join(","),
+            configs
+        ));
+    }
+    let crc = crc32fast::hash(out.as_bytes());
+    out.push_str(&format!("crc32 {crc:08x}\n"));
+    out
+}
+
+pub fn decode(text: &str) -> Result<Registry, String> {
+    let body_end = text.rfind("crc32 ").ok_or("no checksum line")?;
+    let (body, crc_line) = text.split_at(body_end);
+    let stored = u32::from_str_radix(crc_line.trim().trim_start_matches("crc32 "), 16)
+        .map_err(|_| "bad checksum line")?;
+    if crc32fast::hash(body.as_bytes()) != stored {
+        return Err("checksum mismatch".into());
+    }
+    let mut lines = body.lines();
+    if lines.next() != Some(HEADER) {
+        return Err("unknown header".into());
+    }
+    let mut registry = Registry::default();
+    for line in lines {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let [name, id, shards, configs] = fields[..] else {
+            return Err(format!("bad line {line:?}"));
+        };
+        let id = parse_hex(id).ok_or_else(|| format!("bad topic id in {line:?}"))?;
+        let shards = shards
+            .split(',')
+            .map(|s| {
+                s.parse::<usize>()
+                    .map_err(|_| format!("bad shard list in {line:?}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut config_map = BTreeMap::new();
+        if configs != "-" {
+            for pair in configs.split(';') {
+                let (k, v) = pair
+                    .split_once('=')
+                    .ok_or_else(|| format!("bad config in {line:?}"))?;
+                config_map.insert(k.to_string(), v.to_string());
+            }
+        }
+        registry.topics.insert(
+            name.to_string(),
+            Arc::new(Topic {
+                name: name.to_string(),
+                id,
+                shards,
+                configs: config_map,
+            }),
+        );
+    }
+    Ok(registry)
+}
+
+/// The published registry, shared by all shards.
+pub struct RegistryCell {
+    path: PathBuf,
+    current: Mutex<Arc<Registry>>,
+    version: AtomicU64,
+}
+
+impl RegistryCell {
+    /// Loads `<data_dir>/topics.meta` (an empty registry if there is none).
+    pub fn load(data_dir: &Path) -> Result<RegistryCell, String> {
+        let path = data_dir.join("topics.meta");
+        let registry = match std::fs::read_to_string(&path) {
+            Ok(text) => decode(&text).map_err(|e| format!("{}: {e}", path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Registry::default(),
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        };
+        Ok(RegistryCell {
+            path,
+            current: Mutex::new(Arc::new(registry)),
+            version: AtomicU64::new(1),
+        })
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    pub fn snapshot(&self) -> Arc<Registry> {
+        self.current.lock().expect("registry lock").clone()
+    }
+
+    /// Persists `registry` durably, then publishes it. Called by the controller only.
+    pub fn store(&self, registry: Registry) -> std::io::Result<()> {
+        let text = encode(&registry);
+        let tmp = self.path.with_extension("meta.tmp");
+        {
+            let mut file = std::fs::File::create(&tmp)?;
+            file.write_all(text.as_bytes())?;
+            file.sync_all()?;
+        }
+        std::fs::rename(&tmp, &self.path)?;
+        if let Some(dir) = self.path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        *self.current.lock().expect("registry lock") = Arc::new(registry);
+        self.version.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_round_trips_and_detects_damage() {
+        let mut registry = Registry::default();
+        let mut configs = BTreeMap::new();
+        configs.insert("retention.ms".to_string(), "1000".to_string());
+        for (name, shards) in [("a", vec![0, 1]), ("b.c-d_e", vec![1])] {
+            registry.topics.insert(
+                name.into(),
+                Arc::new(Topic {
+                    name: name.into(),
+                    id: new_topic_id(),
+                    shards,
+                    configs: configs.clone(),
+                }),
+            );
+        }
+        let text = encode(&registry);
+        let back = decode(&text).expect("decode");
+        assert_eq!(back.topics, registry.topics);
+        let damaged = text.replacen("a ", "x ", 1);
+        assert!(decode(&damaged).is_err());
+        assert!(decode(&text[..text.len() - 3]).is_err());
+    }
+
+    #[test]
+    fn names_follow_kafka_rules() {
+        for good in ["a", "my-topic.v1_x", &"x".repeat(249)] {
+            assert!(validate_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", ".", "..", "a b", "a/b", "ü", &"x".repeat(250)] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn assignment_balances_shards() {
+        let registry = Registry::default();
+        assert_eq!(registry.assign(5, 2), vec![0, 1, 0, 1, 0]);
+        assert_ne!(new_topic_id(), new_topic_id());
+    }
+}
