@@ -1,9 +1,30 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh clone on Debian/Ubuntu with Rust installed.
-# Installs what the tests need, then runs them. Exit status is the suite's.
+# The whole test suite, from a fresh clone on Debian/Ubuntu with Rust installed:
+# installs what the tests need (kcat from Debian; pytest, confluent-kafka and kafka-python in a
+# venv), builds, runs the Rust tests, then the end-to-end tests against the real binary.
+# Exit status is the suite's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root=$(pwd)
+venv=${RINGTAIL_VENV:-$root/target/e2e-venv}
 
 echo "== ringtail tests: $(git rev-parse --short HEAD 2>/dev/null || echo 'no git') on $(uname -r)"
+
+if ! command -v kcat >/dev/null 2>&1; then
+  echo "== installing kcat (Debian package)"
+  sudo_=""; [ "$(id -u)" -eq 0 ] || sudo_="sudo"
+  $sudo_ apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq kcat >/dev/null
+fi
+if [ ! -x "$venv/bin/pytest" ] || ! "$venv/bin/python" -c 'import confluent_kafka, kafka' 2>/dev/null; then
+  echo "== installing Python clients into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r tests/e2e/requirements.txt
+fi
+
+echo "== cargo build"
 cargo build --workspace --all-targets -q
-cargo test --workspace -q 2>&1 | tee /tmp/ringtail-test.log
+echo "== cargo test"
+cargo test --workspace -q
+echo "== end-to-end tests (real ringtail binary, kcat $(kcat -V 2>&1 | grep -o 'librdkafka [0-9.]*'), confluent-kafka, kafka-python)"
+RINGTAIL_BIN="$root/target/debug/ringtail" "$venv/bin/pytest" -q -p no:cacheprovider tests/e2e

@@ -1,0 +1,71 @@
+"""The process: flags and config errors, core pinning, shards."""
+
+import subprocess
+from pathlib import Path
+
+from conftest import BINARY
+from helpers import create_topic, kcat
+
+
+def run(*args, timeout=10):
+    return subprocess.run([str(BINARY), *args], capture_output=True, timeout=timeout)
+
+
+def test_bad_flags_and_config_exit_with_2_and_a_message(tmp_path):
+    for args, needle in [
+        (["--fsync", "sometimes"], b"fsync"),
+        (["--listen", "nowhere"], b"listen"),
+        (["--cores", "0-"], b"cores"),
+        (["--shards", "0"], b"shards"),
+        (["--no-such-flag"], b"no-such-flag"),
+    ]:
+        result = run("--data-dir", str(tmp_path / "d"), *args)
+        assert result.returncode == 2, (args, result)
+        assert needle in result.stderr, (args, result.stderr)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('"num.partitions" = 0\n')
+    result = run("--config", str(bad), "--data-dir", str(tmp_path / "d"))
+    assert result.returncode == 2 and b"num.partitions" in result.stderr
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text('colour = "blue"\n')
+    result = run("--config", str(unknown))
+    assert result.returncode == 2 and b"colour" in result.stderr
+
+
+def test_config_file_sets_topic_defaults(make_broker, tmp_path):
+    config = tmp_path / "ringtail.toml"
+    config.write_text('"num.partitions" = 3\nfsync = "always"\n')
+    b = make_broker("--config", str(config))
+    kcat("-b", b.bootstrap, "-P", "-t", "three", input=b"x\n")
+    assert 'topic "three" with 3 partitions' in kcat("-b", b.bootstrap, "-L").decode()
+
+
+def shard_affinity(pid):
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        name = (task / "comm").read_text().strip()
+        if name.startswith("shard-"):
+            for line in (task / "status").read_text().splitlines():
+                if line.startswith("Cpus_allowed_list:"):
+                    out[name] = line.split()[1]
+    return out
+
+
+def test_shards_are_pinned_to_the_requested_cores(make_broker):
+    b = make_broker("--cores", "1,0")
+    assert shard_affinity(b.proc.pid) == {"shard-0": "1", "shard-1": "0"}
+    b2 = make_broker("--shards", "1", "--cores", "1")
+    assert shard_affinity(b2.proc.pid) == {"shard-0": "1"}
+
+
+def test_partitions_spread_over_shards_and_all_serve(make_broker):
+    b = make_broker("--shards", "2")
+    kcat("-b", b.bootstrap, "-P", "-t", "spread", input=b"x\n")  # auto-created with 1 partition
+    create_topic(b.bootstrap, "four", 4)
+    for p in range(4):
+        kcat("-b", b.bootstrap, "-P", "-t", "four", "-p", str(p), input=b"p%d\n" % p)
+    for p in range(4):
+        assert kcat("-b", b.bootstrap, "-C", "-t", "four", "-p", str(p), "-e").strip() == b"p%d" % p
+    meta = (b.data_dir / "topics.meta").read_text()
+    four = [line for line in meta.splitlines() if line.startswith("four ")][0]
+    assert sorted(four.split()[2].split(",")) == ["0", "0", "1", "1"]
