@@ -156,14 +156,12 @@ fn broker_entries(config: &Config) -> Vec<(String, String, i8, i8)> {
     ]
 }
 
-pub async fn handle_describe(
-    shard: &Rc<Shard>,
-    header: &RequestHeader,
-    mut body: Reader,
-) -> Result<Response, DecodeError> {
+/// (resource type, resource name, config names or None for all).
+pub(super) type DescribeRequest = Vec<(i8, String, Option<Vec<String>>)>;
+
+pub(super) fn decode_describe(body: &mut Reader) -> Result<DescribeRequest, DecodeError> {
     let count = body.array(4)?;
-    let mut results = Vec::with_capacity(count);
-    let config = &shard.shared.config;
+    let mut resources = Vec::with_capacity(count);
     for _ in 0..count {
         let resource_type = body.i8()?;
         let resource_name = body.string()?;
@@ -172,6 +170,20 @@ pub async fn handle_describe(
             Some(n) => Some((0..n).map(|_| body.string()).collect::<Result<_, _>>()?),
         };
         body.tagged_fields()?;
+        resources.push((resource_type, resource_name, keys));
+    }
+    Ok(resources)
+}
+
+pub async fn handle_describe(
+    shard: &Rc<Shard>,
+    header: &RequestHeader,
+    mut body: Reader,
+) -> Result<Response, DecodeError> {
+    let resources = decode_describe(&mut body)?;
+    let mut results = Vec::with_capacity(resources.len());
+    let config = &shard.shared.config;
+    for (resource_type, resource_name, keys) in resources {
         let mut result = DescribeConfigsResult::default()
             .with_resource_type(resource_type)
             .with_resource_name(str_bytes(&resource_name));

@@ -15,7 +15,7 @@ use crate::protocol::reader::{DecodeError, Reader};
 use crate::protocol::{error_code, frame_response, RequestHeader};
 use crate::shard::Shard;
 
-struct Requested {
+pub(super) struct Requested {
     name: String,
     partitions: i32,
     replication_factor: i16,
@@ -23,7 +23,7 @@ struct Requested {
     configs: BTreeMap<String, String>,
 }
 
-fn decode(body: &mut Reader) -> Result<(Vec<Requested>, bool), DecodeError> {
+pub(super) fn decode(body: &mut Reader) -> Result<(Vec<Requested>, bool), DecodeError> {
     let count = body.array(9)?;
     let mut topics = Vec::with_capacity(count);
     for _ in 0..count {

@@ -13,12 +13,10 @@ use crate::protocol::reader::{DecodeError, Reader};
 use crate::protocol::{error_code, frame_response, RequestHeader};
 use crate::shard::Shard;
 
-pub async fn handle(
-    shard: &Rc<Shard>,
-    header: &RequestHeader,
-    mut body: Reader,
-) -> Result<Response, DecodeError> {
-    let version = header.api_version;
+pub(super) fn decode(
+    version: i16,
+    body: &mut Reader,
+) -> Result<Vec<(Option<String>, [u8; 16])>, DecodeError> {
     let mut wanted: Vec<(Option<String>, [u8; 16])> = Vec::new();
     if version >= 6 {
         let count = body.array(18)?;
@@ -34,6 +32,16 @@ pub async fn handle(
             wanted.push((Some(body.string()?), [0; 16]));
         }
     }
+    Ok(wanted)
+}
+
+pub async fn handle(
+    shard: &Rc<Shard>,
+    header: &RequestHeader,
+    mut body: Reader,
+) -> Result<Response, DecodeError> {
+    let version = header.api_version;
+    let wanted = decode(version, &mut body)?;
     let mut responses = Vec::with_capacity(wanted.len());
     for (name, id) in wanted {
         let registry = shard.registry();

@@ -12,17 +12,22 @@ use crate::protocol::reader::{DecodeError, Reader};
 use crate::protocol::{frame_response, RequestHeader};
 use crate::shard::Shard;
 
+/// The endpoint type asked for (1: brokers).
+pub(super) fn decode(version: i16, body: &mut Reader) -> Result<i8, DecodeError> {
+    let _include_authorized_operations = body.bool()?;
+    if version >= 1 {
+        body.i8()
+    } else {
+        Ok(1)
+    }
+}
+
 pub fn handle(
     shard: &Rc<Shard>,
     header: &RequestHeader,
     mut body: Reader,
 ) -> Result<Response, DecodeError> {
-    let _include_authorized_operations = body.bool()?;
-    let endpoint_type = if header.api_version >= 1 {
-        body.i8()?
-    } else {
-        1
-    };
+    let endpoint_type = decode(header.api_version, &mut body)?;
     let config = &shard.shared.config;
     let broker = DescribeClusterBroker::default()
         .with_broker_id(NODE_ID)

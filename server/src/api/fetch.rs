@@ -21,26 +21,26 @@ use crate::shard::sync::{any, timeout};
 use crate::shard::{LocalFuture, Shard};
 use crate::topics::TopicId;
 
-struct PartitionRequest {
+pub(super) struct PartitionRequest {
     index: i32,
     fetch_offset: i64,
     max_bytes: i32,
 }
 
-struct TopicRequest {
+pub(super) struct TopicRequest {
     name: Option<String>,
     id: TopicId,
     partitions: Vec<PartitionRequest>,
 }
 
-struct Request {
+pub(super) struct Request {
     max_wait_ms: i32,
     min_bytes: i32,
     max_bytes: i32,
     topics: Vec<TopicRequest>,
 }
 
-fn decode(version: i16, body: &mut Reader) -> Result<Request, DecodeError> {
+pub(super) fn decode(version: i16, body: &mut Reader) -> Result<Request, DecodeError> {
     if version < 15 {
         let _replica_id = body.i32()?;
     }

@@ -17,12 +17,9 @@ const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 
-pub async fn handle(
-    shard: &Rc<Shard>,
-    header: &RequestHeader,
-    mut body: Reader,
-) -> Result<Response, DecodeError> {
-    let version = header.api_version;
+pub(super) type Request = Vec<(String, Vec<(i32, i64)>)>;
+
+pub(super) fn decode(version: i16, body: &mut Reader) -> Result<Request, DecodeError> {
     let _replica_id = body.i32()?;
     if version >= 2 {
         let _isolation_level = body.i8()?;
@@ -45,6 +42,16 @@ pub async fn handle(
         body.tagged_fields()?;
         requests.push((name, partitions));
     }
+    Ok(requests)
+}
+
+pub async fn handle(
+    shard: &Rc<Shard>,
+    header: &RequestHeader,
+    mut body: Reader,
+) -> Result<Response, DecodeError> {
+    let version = header.api_version;
+    let requests = decode(version, &mut body)?;
     let registry = shard.registry();
     let mut topics = Vec::with_capacity(requests.len());
     for (name, partitions) in requests {

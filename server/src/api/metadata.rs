@@ -18,17 +18,18 @@ use crate::topics::{Topic, TopicId};
 
 pub const CLUSTER_ID: &str = "ringtail-single-node";
 
-enum Wanted {
+pub(super) enum Wanted {
     Name(String),
     Id(TopicId),
 }
 
-pub async fn handle(
-    shard: &Rc<Shard>,
-    header: &RequestHeader,
-    mut body: Reader,
-) -> Result<Response, DecodeError> {
-    let version = header.api_version;
+pub(super) struct Request {
+    /// None: all topics.
+    topics: Option<Vec<Wanted>>,
+    allow_auto_create: bool,
+}
+
+pub(super) fn decode(version: i16, body: &mut Reader) -> Result<Request, DecodeError> {
     let count = if version == 0 {
         Some(body.array(2)?)
     } else {
@@ -49,16 +50,31 @@ pub async fn handle(
     }
     let allow_auto_create = if version >= 4 { body.bool()? } else { true };
     // The rest (authorized-operations flags, v8+) needs no answer beyond "not provided".
+    Ok(Request {
+        topics: count.map(|_| wanted),
+        allow_auto_create,
+    })
+}
 
+pub async fn handle(
+    shard: &Rc<Shard>,
+    header: &RequestHeader,
+    mut body: Reader,
+) -> Result<Response, DecodeError> {
+    let version = header.api_version;
+    let Request {
+        topics: wanted,
+        allow_auto_create,
+    } = decode(version, &mut body)?;
     let config = &shard.shared.config;
     let mut topics = Vec::new();
-    match count {
+    match wanted {
         None => {
             for topic in shard.registry().topics.values() {
                 topics.push(describe(topic, version));
             }
         }
-        Some(_) => {
+        Some(wanted) => {
             for want in wanted {
                 topics.push(match want {
                     Wanted::Id(id) => match shard.registry().by_id(&id).cloned() {

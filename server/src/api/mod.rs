@@ -15,6 +15,9 @@ pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
 
+#[cfg(test)]
+mod decode_tests;
+
 use std::rc::Rc;
 
 use bytes::Bytes;

@@ -20,12 +20,12 @@ use crate::protocol::{error_code, frame_response, RequestHeader};
 use crate::shard::sync::join_all;
 use crate::shard::{now_ms, LocalFuture, Shard};
 
-struct PartitionData {
+pub(super) struct PartitionData {
     index: i32,
     records: Option<BytesMut>,
 }
 
-struct TopicData {
+pub(super) struct TopicData {
     name: String,
     partitions: Vec<PartitionData>,
 }
@@ -56,7 +56,7 @@ struct Work {
     batches: Vec<BytesMut>,
 }
 
-fn decode(body: &mut Reader) -> Result<(i16, Vec<TopicData>), DecodeError> {
+pub(super) fn decode(body: &mut Reader) -> Result<(i16, Vec<TopicData>), DecodeError> {
     let _transactional_id = body.nullable_string()?;
     let acks = body.i16()?;
     let _timeout_ms = body.i32()?;
