@@ -8,8 +8,11 @@
 //! Invariants:
 //! - A pass of the run loop polls a bounded number of tasks before it reaps completions, so no
 //!   task starves I/O.
-//! - Parking blocks in `io_uring_enter` only after the ready queue was seen empty with `parked`
-//!   already set (senders enqueue first, then check `parked`): no wake-up is lost.
+//! - Parking blocks in `io_uring_enter` only after the ready queue was seen empty, and the
+//!   `block_on` future unwoken, with `parked` already set (senders enqueue first, then check
+//!   `parked`): no wake-up is lost.
+//! - A task id taken off the channel is polled, or handed back to the channel when `block_on`
+//!   returns: its wake-up was consumed, so nothing else would ever poll that task again.
 //! - On drop, tasks are dropped first (their in-flight operations become orphans and are
 //!   cancelled where allowed), then the ring is drained until nothing is in flight; if the drain
 //!   times out, the ring and every parked buffer are leaked rather than freed.
@@ -95,7 +98,9 @@ impl Wake for TaskWaker {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        if !self.scheduled.swap(true, Ordering::AcqRel) {
+        // SeqCst: pairs with `park`, which stores `parked` and then loads the `block_on`
+        // future's `scheduled` (a store-then-load on each side needs SeqCst on all four).
+        if !self.scheduled.swap(true, Ordering::SeqCst) {
             self.shared.schedule(self.id);
         }
     }
@@ -174,7 +179,11 @@ impl Runtime {
         });
         let waker = Waker::from(main_waker.clone());
         let mut future = std::pin::pin!(future);
-        let mut ready = VecDeque::new();
+        let mut unpolled = Unpolled {
+            ids: VecDeque::new(),
+            shared: &self.core.shared,
+        };
+        let ready = &mut unpolled.ids;
         loop {
             if main_waker.scheduled.swap(false, Ordering::AcqRel) {
                 let mut cx = Context::from_waker(&waker);
@@ -182,7 +191,7 @@ impl Runtime {
                     return output;
                 }
             }
-            self.collect_ready(&mut ready);
+            self.collect_ready(ready);
             let mut polled = 0;
             while let Some(id) = ready.pop_front() {
                 if id != MAIN_TASK {
@@ -200,11 +209,11 @@ impl Runtime {
                 .submit_and_reap()
                 .expect("io_uring_enter failed");
             reaped.wakers.into_iter().for_each(Waker::wake);
-            self.collect_ready(&mut ready);
+            self.collect_ready(ready);
             if !ready.is_empty() || main_waker.scheduled.load(Ordering::Acquire) {
                 continue;
             }
-            self.park(&mut ready);
+            self.park(ready, &main_waker);
         }
     }
 
@@ -216,7 +225,7 @@ impl Runtime {
         }
     }
 
-    fn park(&self, ready: &mut VecDeque<usize>) {
+    fn park(&self, ready: &mut VecDeque<usize>, main_waker: &TaskWaker) {
         let core = &self.core;
         {
             let mut ring = core.ring.borrow_mut();
@@ -226,7 +235,11 @@ impl Runtime {
         }
         core.shared.parked.store(true, Ordering::SeqCst);
         self.collect_ready(ready);
-        if ready.is_empty() {
+        // The `block_on` future's wake-ups are not queued in `ready` (`collect_ready` drops its
+        // id), so check its flag too: a wake that came from another thread after the last check
+        // in `block_on` but before `parked` was set wrote no eventfd, and blocking now would
+        // sleep through it.
+        if ready.is_empty() && !main_waker.scheduled.load(Ordering::SeqCst) {
             let reaped = core
                 .ring
                 .borrow_mut()
@@ -235,6 +248,23 @@ impl Runtime {
             reaped.wakers.into_iter().for_each(Waker::wake);
         }
         core.shared.parked.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Task ids `block_on` took off the channel but has not polled yet. Their wake-ups were consumed,
+/// so when `block_on` returns (or unwinds) they go back on the channel for the next `block_on`;
+/// dropped, those tasks would never be polled again.
+struct Unpolled<'a> {
+    ids: VecDeque<usize>,
+    shared: &'a Shared,
+}
+
+impl Drop for Unpolled<'_> {
+    fn drop(&mut self) {
+        for id in self.ids.drain(..) {
+            // Cannot fail: the receiver lives in the same `Core` as `shared`.
+            let _ = self.shared.ready_tx.send(id);
+        }
     }
 }
 

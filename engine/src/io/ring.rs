@@ -14,10 +14,16 @@
 //! - `in_flight` counts slots waiting for a completion; shutdown drains until it is zero.
 //! - A full submission queue is not an error: entries wait in `overflow` (in order) and are
 //!   pushed after the next submit.
+//! - A [`SlotRef`] names the ring that issued it. Slot indexes and generations repeat between
+//!   rings (every ring starts at index 0, generation 1), so a future carried to another runtime
+//!   (a second runtime on the thread, or another thread: `Op` is `Send` when its data is) must not
+//!   be resolved against that runtime's slots: polling it there panics, dropping it there leaks
+//!   its buffers (its own ring may still be reading or writing them).
 
 use std::any::Any;
 use std::collections::VecDeque;
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Waker;
 use std::time::Duration;
 
@@ -28,11 +34,16 @@ pub(crate) const CANCEL_TAG: u64 = u64::MAX;
 /// Tag for the executor's eventfd read that wakes a parked shard from another thread.
 pub(crate) const WAKE_TAG: u64 = u64::MAX - 1;
 
+/// Source of [`Ring::id`]: unique per process, never reused.
+static NEXT_RING_ID: AtomicU64 = AtomicU64::new(1);
+
 /// A handle to one slot: what a future keeps to find its completion.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct SlotRef {
     pub(crate) index: u32,
     pub(crate) generation: u32,
+    /// The [`Ring::id`] of the ring whose slot this is.
+    pub(crate) ring: u64,
 }
 
 impl SlotRef {
@@ -70,6 +81,8 @@ pub(crate) enum SlotPoll {
 }
 
 pub(crate) struct Ring {
+    /// Distinguishes this ring's slots from another ring's with the same index and generation.
+    id: u64,
     uring: IoUring,
     slots: Vec<Slot>,
     free_head: Option<u32>,
@@ -92,6 +105,7 @@ impl Ring {
             .build(entries)?;
         check_opcodes(&uring)?;
         Ok(Ring {
+            id: NEXT_RING_ID.fetch_add(1, Ordering::Relaxed),
             uring,
             slots: Vec::new(),
             free_head: None,
@@ -167,7 +181,11 @@ impl Ring {
             generation,
             waker: None,
         };
-        SlotRef { index, generation }
+        SlotRef {
+            index,
+            generation,
+            ring: self.id,
+        }
     }
 
     fn free_slot(&mut self, index: u32) {
@@ -179,6 +197,10 @@ impl Ring {
 
     /// Takes the result if the operation completed, else records the waker.
     pub(crate) fn poll_slot(&mut self, slot: SlotRef, waker: &Waker) -> SlotPoll {
+        assert_eq!(
+            slot.ring, self.id,
+            "an io operation was polled on a runtime other than the one that started it"
+        );
         match &mut self.slots[slot.index as usize] {
             Slot::Waiting {
                 generation,
@@ -208,17 +230,36 @@ impl Ring {
     /// Called when a future is dropped before taking its result. If the completion already
     /// arrived the slot is freed and `parked` dropped now; otherwise `parked` (the operation's
     /// buffers and fds) waits in the slot for the completion. Returns true if the operation is
-    /// still in flight.
+    /// still in flight (and may be cancelled).
+    ///
+    /// A slot of another ring (the future was dropped under a runtime other than the one that
+    /// started it) is not looked up here: that ring's kernel operation may still use `parked`,
+    /// and this ring cannot learn when it stops, so `parked` is leaked. Returns false: there is
+    /// nothing this ring can cancel.
     pub(crate) fn orphan(
         &mut self,
         slot: SlotRef,
         parked: Box<dyn Any>,
         close_result_fd: bool,
     ) -> bool {
+        if slot.ring != self.id {
+            std::mem::forget(parked);
+            return false;
+        }
         match &self.slots[slot.index as usize] {
-            Slot::Done { generation, .. } => {
+            Slot::Done {
+                generation, result, ..
+            } => {
                 assert_eq!(*generation, slot.generation, "stale slot orphaned");
+                let result = *result;
                 self.free_slot(slot.index);
+                // The completion was reaped but never taken: a descriptor it returned (an
+                // accepted socket) belongs to no one else, so close it as `complete` does for
+                // orphans, rather than leak it.
+                if close_result_fd && result >= 0 {
+                    // SAFETY: the kernel returned a new fd that no one else knows of.
+                    unsafe { libc::close(result) };
+                }
                 drop(parked);
                 false
             }
