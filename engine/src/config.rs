@@ -94,6 +94,8 @@ pub struct LogConfig {
     pub fsync: FsyncPolicy,
     /// How often the recovery checkpoint is rewritten when fdatasync has moved it forward.
     pub checkpoint_interval_ms: u64,
+    /// `producer.id.expiration.ms`: forget idempotent producers idle this long.
+    pub producer_id_expiration_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -107,6 +109,7 @@ impl Default for LogConfig {
             index_interval_bytes: 4096,
             fsync: FsyncPolicy::AcksAll,
             checkpoint_interval_ms: 1000,
+            producer_id_expiration_ms: 86_400_000,
         }
     }
 }

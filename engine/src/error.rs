@@ -18,6 +18,10 @@ pub enum AppendError {
     /// The partition is offline after an I/O failure (Kafka: KAFKA_STORAGE_ERROR).
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// An idempotent producer's batch breaks its sequence or epoch (Kafka:
+    /// OUT_OF_ORDER_SEQUENCE_NUMBER, INVALID_PRODUCER_EPOCH, UNKNOWN_PRODUCER_ID).
+    #[error(transparent)]
+    Sequence(#[from] crate::producer::SequenceError),
 }
 
 /// An I/O failure that took the partition offline. Shared by every waiter that it fails.

@@ -3,6 +3,7 @@
 import os
 import signal
 import socket
+import struct
 import subprocess
 import time
 from pathlib import Path
@@ -43,15 +44,28 @@ class Broker:
             stderr=subprocess.STDOUT,
         )
         deadline = time.time() + timeout
+        served = 0
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"broker exited with {self.proc.returncode}:\n{self.read_log()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return self
-            except OSError:
+            # Several answered requests in a row: right after a kill -9, the killed process's
+            # listener can linger in the port's SO_REUSEPORT group for a few milliseconds (its
+            # io_uring is torn down asynchronously) and reset the connections it gets.
+            served = served + 1 if self._answers_api_versions() else 0
+            if served == 8:
+                return self
+            if not served:
                 time.sleep(0.05)
-        raise RuntimeError("broker did not start listening")
+        raise RuntimeError("broker did not start serving")
+
+    def _answers_api_versions(self):
+        request = struct.pack(">hhih", 18, 0, 1, 2) + b"up"
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
+                sock.sendall(struct.pack(">i", len(request)) + request)
+                return len(sock.recv(4)) == 4
+        except OSError:
+            return False
 
     def stop(self, sig=signal.SIGTERM, timeout=30):
         """Stops the broker with `sig`; returns its exit code."""

@@ -35,14 +35,16 @@ def varint(value):
     return bytes(out)
 
 
-def record_batch(values, timestamp=None):
-    """A valid uncompressed v2 batch holding `values` (bytes each)."""
+def record_batch(values, timestamp=None, producer_id=-1, producer_epoch=-1, base_sequence=-1):
+    """A valid uncompressed v2 batch holding `values` (bytes each), optionally an idempotent
+    producer's."""
     timestamp = int(time.time() * 1000) if timestamp is None else timestamp
     records = b""
     for delta, value in enumerate(values):
         body = b"\x00" + varint(0) + varint(delta) + varint(-1) + varint(len(value)) + value + varint(0)
         records += varint(len(body)) + body
-    after_crc = struct.pack(">hiqqqhii", 0, len(values) - 1, timestamp, timestamp, -1, -1, -1, len(values)) + records
+    after_crc = struct.pack(">hiqqqhii", 0, len(values) - 1, timestamp, timestamp, producer_id, producer_epoch,
+                            base_sequence, len(values)) + records
     crc = crc32c(after_crc)
     after_length = struct.pack(">ibI", 0, 2, crc) + after_crc
     return struct.pack(">qi", 0, len(after_length)) + after_length
@@ -106,3 +108,11 @@ def produce_v7_error(response):
     _index, error, base_offset = struct.unpack_from(">ihq", response, at)
     assert topics == 1 and partitions == 1
     return error, base_offset
+
+
+def init_producer_id(sock):
+    """InitProducerId v1 without a transactional id: (error, producer id, epoch)."""
+    sock.sendall(request(22, 1, struct.pack(">hi", -1, 60000)))
+    response = read_response(sock)
+    _correlation, _throttle, error, producer_id, epoch = struct.unpack_from(">iihqh", response)
+    return error, producer_id, epoch

@@ -245,6 +245,8 @@ impl Runtime {
                 .borrow_mut()
                 .park(None)
                 .expect("io_uring_enter failed");
+            // Not parked any more: the wakes below need no eventfd write.
+            core.shared.parked.store(false, Ordering::SeqCst);
             reaped.wakers.into_iter().for_each(Waker::wake);
         }
         core.shared.parked.store(false, Ordering::SeqCst);

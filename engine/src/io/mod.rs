@@ -18,7 +18,7 @@ pub use net::{
     splice_to_socket, Pipe,
 };
 pub use notify::Notify;
-pub use signal::{block_termination_signals, wait_termination_signal};
 pub use op::{
     fdatasync, read_at, read_exact_at, sleep, write_all_at, writev_at, FdHolder, IOV_MAX,
 };
+pub use signal::{block_termination_signals, wait_termination_signal};

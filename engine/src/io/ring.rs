@@ -117,10 +117,6 @@ impl Ring {
         })
     }
 
-    pub(crate) fn in_flight(&self) -> usize {
-        self.in_flight
-    }
-
     /// Reserves a slot and queues `entry` tagged with it.
     ///
     /// # Safety
@@ -308,21 +304,22 @@ impl Ring {
                 }
                 _ => self.submit_getevents(want),
             };
-            match result {
-                Ok(_) => {}
-                Err(err) if err.raw_os_error() == Some(libc::ETIME) => {}
-                Err(err) if err.raw_os_error() == Some(libc::EINTR) => {}
-                // The completion queue is full: reap, then submit again.
-                Err(err) if err.raw_os_error() == Some(libc::EBUSY) => {}
-                Err(err) if err.raw_os_error() == Some(libc::EAGAIN) => {}
+            let busy = match result {
+                Ok(_) => false,
+                Err(err) if err.raw_os_error() == Some(libc::ETIME) => false,
+                Err(err) if err.raw_os_error() == Some(libc::EINTR) => false,
+                // The completion queue is full or the kernel is short of memory: the caller
+                // reaps (which makes room), and the next enter submits the rest.
+                Err(err) if err.raw_os_error() == Some(libc::EBUSY) => true,
+                Err(err) if err.raw_os_error() == Some(libc::EAGAIN) => true,
                 Err(err) => return Err(err),
-            }
+            };
             if self.flush_overflow() {
                 return Ok(());
             }
-            // Overflowed entries remain: the kernel needs to take the queued ones first; do not
-            // block on the second round.
-            if want > 0 && self.has_completions() {
+            // Entries still wait for room in the submission queue: hand back to the caller so it
+            // reaps (never spin here), unless the kernel took entries and nothing is left to reap.
+            if busy || self.has_completions() {
                 return Ok(());
             }
         }

@@ -35,6 +35,7 @@ use crate::config::LogConfig;
 use crate::error::{AppendError, StorageError};
 use crate::format::batch;
 use crate::io::{JoinHandle, Notify, IOV_MAX};
+use crate::producer::{Check, ProducerState};
 use crate::segment::{Segment, SegmentFile};
 use checkpoint::Checkpoint;
 
@@ -46,6 +47,9 @@ pub struct AppendInfo {
     pub base_offset: i64,
     pub last_offset: i64,
     pub log_start_offset: i64,
+    /// The batch was a retry of one already appended by the same idempotent producer: nothing
+    /// was appended, and the offsets are the original's.
+    pub duplicate: bool,
 }
 
 /// One unit of work for the writer task, in log order.
@@ -79,6 +83,8 @@ struct State {
     closing: bool,
     checkpoint_due: bool,
     leader_epoch: i32,
+    /// Idempotent producers' sequences, as of every appended batch.
+    producers: ProducerState,
 }
 
 impl State {
@@ -162,6 +168,14 @@ impl Partition {
         if let Some(err) = &state.poisoned {
             return Err(err.clone().into());
         }
+        if let Check::Duplicate(original) = state.producers.check(&header)? {
+            return Ok(AppendInfo {
+                base_offset: original.first_offset,
+                last_offset: original.last_offset,
+                log_start_offset: state.log_start_offset(),
+                duplicate: true,
+            });
+        }
         self.maybe_roll(&mut state, header.size as u64, now_ms)?;
         let base_offset = state.next_offset;
         batch::stamp(&mut batch, base_offset, state.leader_epoch);
@@ -175,6 +189,7 @@ impl Partition {
         let len = bytes.len() as u64;
         let end_offset = header.next_offset();
         state.next_offset = end_offset;
+        state.producers.record(&header, now_ms);
         let merged = match state.pending.back_mut() {
             Some(Job::Write {
                 segment_base: job_base,
@@ -207,6 +222,7 @@ impl Partition {
             base_offset,
             last_offset: end_offset - 1,
             log_start_offset,
+            duplicate: false,
         })
     }
 
@@ -399,12 +415,18 @@ impl Partition {
         if let Some(err) = self.poisoned() {
             return Err(err);
         }
+        self.write_producer_snapshot().await?;
         let active_base = self.state.borrow().active().base_offset;
         self.flush_segment(active_base).await?;
         let next = self.state.borrow().next_offset;
         self.store_checkpoint(next).await?;
         checkpoint::write_clean_marker(&self.dir)
             .map_err(|err| StorageError::new("write clean-shutdown marker", &self.dir, err))
+    }
+
+    /// The idempotent-producer state of a producer id (for tests and tools).
+    pub fn producer_entry(&self, producer_id: i64) -> Option<crate::producer::ProducerEntry> {
+        self.state.borrow().producers.get(producer_id).cloned()
     }
 
     /// Injects a failure into the next write or fdatasync (tests only).

@@ -94,6 +94,7 @@ pub(super) async fn open(dir: &Path, config: LogConfig) -> Result<Rc<Partition>,
         closing: false,
         checkpoint_due: false,
         leader_epoch: 0,
+        producers: Default::default(),
     };
     let partition = Rc::new(Partition {
         dir: dir.to_path_buf(),
@@ -128,6 +129,7 @@ pub(super) async fn open(dir: &Path, config: LogConfig) -> Result<Rc<Partition>,
         }
         partition.store_checkpoint(next_offset).await?;
     }
+    partition.rebuild_producer_state().await?;
     checkpoint::take_clean_marker(dir)
         .map_err(|err| OpenError::io("remove clean-shutdown marker", dir, err))?;
     partition.start_tasks();

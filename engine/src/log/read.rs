@@ -207,6 +207,73 @@ impl Partition {
         Ok(out)
     }
 
+    /// Rebuilds the idempotent-producer state at open: the newest valid snapshot at or below the
+    /// log end, then the headers of every batch after it. Snapshots past the log end (their
+    /// batches were lost in a crash) are deleted.
+    pub(super) async fn rebuild_producer_state(&self) -> Result<(), crate::OpenError> {
+        use crate::producer::snapshot;
+        let (log_start, log_end) = {
+            let state = self.state.borrow();
+            (state.log_start_offset(), state.next_offset)
+        };
+        let mut loaded = None;
+        for (offset, path) in snapshot::list(&self.dir) {
+            if offset > log_end {
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
+            if let Some((offset, producers)) =
+                std::fs::read(&path).ok().and_then(|b| snapshot::decode(&b))
+            {
+                loaded = Some((offset, producers));
+                break;
+            }
+        }
+        let (from, producers) = loaded.unwrap_or((log_start, Default::default()));
+        self.state.borrow_mut().producers = producers;
+        let from = from.max(log_start);
+        let bases: Vec<i64> = self.state.borrow().segments.keys().copied().collect();
+        for base in bases {
+            let (file, size, start) = {
+                let state = self.state.borrow();
+                let segment = &state.segments[&base];
+                if segment.next_offset <= from {
+                    continue;
+                }
+                let start = if base < from {
+                    segment
+                        .index
+                        .floor_offset(segment.relative(from))
+                        .map_or(0, |e| u64::from(e.position))
+                } else {
+                    0
+                };
+                (segment.file.clone(), segment.written_size, start)
+            };
+            let mut walker = HeaderWalker::new(file, size);
+            let mut position = start;
+            while position < size {
+                let header =
+                    walker
+                        .header_at(position)
+                        .await
+                        .map_err(|err| crate::OpenError::Corrupt {
+                            path: self.dir.clone(),
+                            position,
+                            reason: format!("reading batch headers for producer state: {err}"),
+                        })?;
+                if header.base_offset >= from {
+                    self.state
+                        .borrow_mut()
+                        .producers
+                        .record(&header, header.max_timestamp);
+                }
+                position += header.size as u64;
+            }
+        }
+        Ok(())
+    }
+
     /// The first offset whose batch has a timestamp at or after `timestamp_ms` (batch
     /// granularity: the base offset of the first batch whose max timestamp reaches it), or None
     /// when no written batch does.

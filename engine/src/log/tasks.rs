@@ -65,6 +65,39 @@ impl Partition {
         result.map_err(|err| StorageError::new("fdatasync", path, err))
     }
 
+    /// Writes the idempotent-producer state as of every appended batch to
+    /// `<next offset>.snapshot` (temporary file, write and fdatasync through the ring, rename),
+    /// and keeps only the newest two snapshots. Idle producers are expired first.
+    pub(super) async fn write_producer_snapshot(&self) -> Result<(), StorageError> {
+        let (bytes, offset) = {
+            let mut state = self.state.borrow_mut();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            state
+                .producers
+                .expire(now, self.config.producer_id_expiration_ms);
+            let offset = state.next_offset;
+            (
+                crate::producer::snapshot::encode(&state.producers, offset),
+                offset,
+            )
+        };
+        let path = self.dir.join(crate::producer::snapshot::file_name(offset));
+        let tmp = path.with_extension("snapshot.tmp");
+        write_file(&tmp, Bytes::from(bytes)).await?;
+        std::fs::rename(&tmp, &path)
+            .map_err(|err| StorageError::new("rename snapshot", &path, err))?;
+        for (old, old_path) in crate::producer::snapshot::list(&self.dir)
+            .into_iter()
+            .skip(2)
+        {
+            let _ = old;
+            let _ = std::fs::remove_file(old_path);
+        }
+        Ok(())
+    }
+
     pub(super) async fn store_checkpoint(&self, recovery_offset: i64) -> Result<(), StorageError> {
         let Some(mut checkpoint) = self.checkpoint.borrow_mut().take() else {
             return Ok(()); // another store is in progress; it covers an earlier offset
@@ -112,6 +145,7 @@ impl Partition {
                 Ok(())
             }
             Job::Seal { segment_base } => {
+                self.write_producer_snapshot().await?;
                 self.flush_segment(segment_base).await?;
                 let recovery_offset = {
                     let mut state = self.state.borrow_mut();

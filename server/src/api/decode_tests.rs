@@ -49,6 +49,7 @@ fn decode_frame(body: &[u8]) -> Option<Result<(), DecodeError>> {
         key::DELETE_TOPICS => super::delete_topics::decode(version, body).map(drop),
         key::DESCRIBE_CONFIGS => super::configs::decode_describe(body).map(drop),
         key::DESCRIBE_CLUSTER => super::describe_cluster::decode(version, body).map(drop),
+        key::INIT_PRODUCER_ID => super::init_producer_id::decode(version, body).map(drop),
         _ => return None,
     })
 }

@@ -1,5 +1,6 @@
 //! The one place engine errors become Kafka error codes.
 
+use ringtail_engine::producer::SequenceError;
 use ringtail_engine::{AppendError, ReadError};
 
 use crate::protocol::error_code;
@@ -9,6 +10,11 @@ pub fn append_error_code(err: &AppendError) -> i16 {
         AppendError::Corrupt(_) => error_code::CORRUPT_MESSAGE,
         AppendError::TooLarge { .. } => error_code::MESSAGE_TOO_LARGE,
         AppendError::Storage(_) => error_code::KAFKA_STORAGE_ERROR,
+        AppendError::Sequence(err) => match err {
+            SequenceError::OutOfOrderSequence { .. } => error_code::OUT_OF_ORDER_SEQUENCE_NUMBER,
+            SequenceError::InvalidProducerEpoch { .. } => error_code::INVALID_PRODUCER_EPOCH,
+            SequenceError::UnknownProducerId { .. } => error_code::UNKNOWN_PRODUCER_ID,
+        },
     }
 }
 

@@ -11,6 +11,7 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod errors;
 pub mod fetch;
+pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
@@ -87,6 +88,7 @@ pub async fn handle(shard: &Rc<Shard>, header: RequestHeader, body: Reader) -> R
         key::DELETE_TOPICS => delete_topics::handle(shard, &header, body).await,
         key::DESCRIBE_CONFIGS => configs::handle_describe(shard, &header, body).await,
         key::DESCRIBE_CLUSTER => describe_cluster::handle(shard, &header, body),
+        key::INIT_PRODUCER_ID => init_producer_id::handle(shard, &header, body).await,
         other => unreachable!("API {other} is in the table but has no handler"),
     };
     result.unwrap_or_else(|err| {

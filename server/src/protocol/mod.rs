@@ -24,6 +24,7 @@ pub mod key {
     pub const DELETE_TOPICS: i16 = 20;
     pub const DESCRIBE_CONFIGS: i16 = 32;
     pub const DESCRIBE_CLUSTER: i16 = 60;
+    pub const INIT_PRODUCER_ID: i16 = 22;
 }
 
 /// One implemented API: the versions served, and the first flexible (compact, tagged) one.
@@ -84,6 +85,12 @@ pub const APIS: &[ApiSpec] = &[
         min: 0,
         max: 4,
         flexible_from: 4,
+    },
+    ApiSpec {
+        key: key::INIT_PRODUCER_ID,
+        min: 0,
+        max: 4,
+        flexible_from: 2,
     },
     ApiSpec {
         key: key::DESCRIBE_CLUSTER,
@@ -188,6 +195,11 @@ pub mod error_code {
     pub const INVALID_CONFIG: i16 = 40;
     pub const UNKNOWN_SERVER_ERROR: i16 = -1;
     pub const KAFKA_STORAGE_ERROR: i16 = 56;
+    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+    pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+    pub const INVALID_PRODUCER_EPOCH: i16 = 47;
+    pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
+    pub const UNKNOWN_PRODUCER_ID: i16 = 59;
     pub const UNKNOWN_TOPIC_ID: i16 = 100;
 }
 

@@ -85,6 +85,8 @@ pub struct Shard {
     pub connections: Cell<usize>,
     pub stop: Notify,
     pub stopped: Cell<bool>,
+    /// Producer ids, on the controller only.
+    producer_ids: RefCell<Option<crate::producer_ids::ProducerIds>>,
     /// Serialises registry changes on the controller.
     controller_busy: Cell<bool>,
     controller_free: Notify,
@@ -212,6 +214,14 @@ impl Shard {
             }
             notified.await;
         }
+    }
+
+    /// A new producer id (controller only).
+    pub fn allocate_producer_id(&self) -> Result<i64, String> {
+        let mut ids = self.producer_ids.borrow_mut();
+        let ids = ids.as_mut().ok_or("producer ids live on shard 0")?;
+        ids.allocate()
+            .map_err(|e| format!("cannot reserve producer ids: {e}"))
     }
 
     /// Applies retention to every local partition.
@@ -356,9 +366,14 @@ fn shard_thread(
         connections: Cell::new(0),
         stop: Notify::new(),
         stopped: Cell::new(false),
+        producer_ids: RefCell::new(None),
         controller_busy: Cell::new(false),
         controller_free: Notify::new(),
     });
+    if id == 0 {
+        let ids = crate::producer_ids::ProducerIds::load(&shared.config.data_dir)?;
+        *shard.producer_ids.borrow_mut() = Some(ids);
+    }
     runtime.block_on(shard_main(shard, listener, inbox))
 }
 

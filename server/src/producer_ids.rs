@@ -1,0 +1,92 @@
+//! Producer ids for idempotent producers: unique for the life of the data directory, never
+//! reused after a restart. Owned by the controller (shard 0).
+//!
+//! Ids are handed out from blocks: before the first id of a block is given, the block's end is
+//! stored durably in `<data-dir>/producer-ids` (temporary file, fsync, rename, directory fsync),
+//! so after any crash the next id starts past everything that may have been handed out.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+const BLOCK: i64 = 1000;
+
+pub struct ProducerIds {
+    path: PathBuf,
+    next: i64,
+    reserved_until: i64,
+}
+
+impl ProducerIds {
+    pub fn load(data_dir: &Path) -> Result<ProducerIds, String> {
+        let path = data_dir.join("producer-ids");
+        let reserved = match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let (value, crc) = text
+                    .trim()
+                    .split_once(' ')
+                    .ok_or_else(|| format!("{}: malformed", path.display()))?;
+                let stored = u32::from_str_radix(crc, 16)
+                    .map_err(|_| format!("{}: malformed checksum", path.display()))?;
+                if crc32fast::hash(value.as_bytes()) != stored {
+                    return Err(format!("{}: checksum mismatch", path.display()));
+                }
+                value
+                    .parse::<i64>()
+                    .map_err(|_| format!("{}: malformed", path.display()))?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        };
+        Ok(ProducerIds {
+            path,
+            next: reserved,
+            reserved_until: reserved,
+        })
+    }
+
+    /// The next unused producer id.
+    pub fn allocate(&mut self) -> std::io::Result<i64> {
+        if self.next == self.reserved_until {
+            let until = self.reserved_until + BLOCK;
+            let value = until.to_string();
+            let tmp = self.path.with_extension("tmp");
+            {
+                let mut file = std::fs::File::create(&tmp)?;
+                write!(file, "{value} {:08x}\n", crc32fast::hash(value.as_bytes()))?;
+                file.sync_all()?;
+            }
+            std::fs::rename(&tmp, &self.path)?;
+            if let Some(dir) = self.path.parent() {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+            self.reserved_until = until;
+        }
+        let id = self.next;
+        self.next += 1;
+        Ok(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_never_reused_across_restarts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut ids = ProducerIds::load(dir.path()).expect("load");
+        let first: Vec<i64> = (0..3).map(|_| ids.allocate().expect("id")).collect();
+        assert_eq!(first, vec![0, 1, 2]);
+        drop(ids);
+        let mut ids = ProducerIds::load(dir.path()).expect("reload");
+        assert!(
+            ids.allocate().expect("id") >= BLOCK,
+            "a restart starts past the reserved block"
+        );
+        std::fs::write(dir.path().join("producer-ids"), "5000 00000000\n").expect("damage");
+        assert!(
+            ProducerIds::load(dir.path()).is_err(),
+            "a damaged file is refused, never reset"
+        );
+    }
+}
