@@ -137,6 +137,16 @@ impl Connection {
         })
     }
 
+    /// A second handle on the same connection, for reading responses on another thread while
+    /// this one sends (correlation ids stay in order).
+    pub fn try_clone(&self) -> Result<Connection> {
+        Ok(Connection {
+            stream: self.stream.try_clone()?,
+            next_correlation_id: self.next_correlation_id,
+            client_id: self.client_id.clone(),
+        })
+    }
+
     /// Frames and sends a request; returns its correlation id.
     pub fn send(&mut self, api_key: i16, version: i16, body: &[u8]) -> Result<i32> {
         let correlation_id = self.next_correlation_id;

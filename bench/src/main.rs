@@ -204,8 +204,11 @@ fn run_producers(
     let workers: Vec<_> = (0..connections)
         .map(|c| {
             let (settings, limit, mut meter) = (settings.clone(), limit.clone(), reporter.meter());
+            let response_meter = reporter.meter();
             let mine = assign(partitions, connections, c);
-            std::thread::spawn(move || run::produce(&settings, &mine, &limit, &mut meter))
+            std::thread::spawn(move || {
+                run::produce(&settings, &mine, &limit, &mut meter, response_meter)
+            })
         })
         .collect();
     let mut first_error = None;

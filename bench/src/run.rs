@@ -2,7 +2,6 @@
 //! latency measured from each request's intended send time) and consumers (Fetch v4 from the
 //! earliest offset, counting records from batch headers). One thread per connection.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -73,18 +72,48 @@ struct InFlight {
     bytes: u64,
 }
 
-/// One producer connection, cycling through `partitions`.
+/// One producer connection, cycling through `partitions`. This thread sends on schedule; a
+/// second thread reads the responses as they arrive, so a paced run measures the broker, not
+/// the generator's own reading (open loop: latency counts from the intended send time).
 pub fn produce(
     settings: &ProduceSettings,
     partitions: &[i32],
     limit: &Limit,
     meter: &mut Meter,
+    response_meter: Meter,
 ) -> Result<()> {
     let mut connection = Connection::connect(&settings.brokers)?;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<InFlight>(settings.inflight);
+    let reader = if settings.acks != 0 {
+        let mut reading = connection.try_clone()?;
+        let mut meter = response_meter;
+        Some(std::thread::spawn(move || -> Result<()> {
+            let mut response = Vec::new();
+            for request in rx {
+                complete(&mut reading, request, &mut response, &mut meter)?;
+            }
+            Ok(())
+        }))
+    } else {
+        drop(response_meter);
+        None
+    };
+    let sent = send_loop(settings, partitions, limit, meter, &mut connection, &tx);
+    drop(tx);
+    let received = reader.map_or(Ok(()), |r| r.join().expect("response reader thread"));
+    sent.and(received)
+}
+
+fn send_loop(
+    settings: &ProduceSettings,
+    partitions: &[i32],
+    limit: &Limit,
+    meter: &mut Meter,
+    connection: &mut Connection,
+    inflight: &std::sync::mpsc::SyncSender<InFlight>,
+) -> Result<()> {
     let mut template = BatchTemplate::new(settings.batch_records, settings.value_bytes);
     let mut short: Option<BatchTemplate> = None;
-    let mut inflight: VecDeque<InFlight> = VecDeque::new();
-    let mut response = Vec::new();
     let start_us = now_us();
     let interval_us = settings
         .rate
@@ -95,7 +124,7 @@ pub fn produce(
         let want = settings.batch_records as u64;
         let claimed = limit.claim(want);
         if claimed == 0 {
-            break;
+            return Ok(());
         }
         let batch = if claimed == want {
             &mut template
@@ -135,29 +164,25 @@ pub fn produce(
             meter.record(claimed, bytes, None);
             continue;
         }
-        inflight.push_back(InFlight {
+        let request = InFlight {
             correlation_id,
             intended_us,
             messages: claimed,
             bytes,
-        });
-        while inflight.len() >= settings.inflight {
-            complete_one(&mut connection, &mut inflight, &mut response, meter)?;
+        };
+        if inflight.send(request).is_err() {
+            // The reader stopped on an error; it reports it.
+            return Ok(());
         }
     }
-    while !inflight.is_empty() {
-        complete_one(&mut connection, &mut inflight, &mut response, meter)?;
-    }
-    Ok(())
 }
 
-fn complete_one(
+fn complete(
     connection: &mut Connection,
-    inflight: &mut VecDeque<InFlight>,
+    request: InFlight,
     response: &mut Vec<u8>,
     meter: &mut Meter,
 ) -> Result<()> {
-    let request = inflight.pop_front().expect("a request in flight");
     connection.receive(request.correlation_id, response)?;
     let done_us = now_us();
     let mut d = Decoder::new(response);
