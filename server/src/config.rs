@@ -69,6 +69,10 @@ pub struct FileConfig {
     max_message_bytes: Option<usize>,
     #[serde(rename = "socket.request.max.bytes")]
     socket_request_max_bytes: Option<usize>,
+    #[serde(rename = "group.initial.rebalance.delay.ms")]
+    group_initial_rebalance_delay_ms: Option<u64>,
+    #[serde(rename = "offsets.retention.minutes")]
+    offsets_retention_minutes: Option<i64>,
 }
 
 /// Defaults for topics, under Kafka's names.
@@ -92,6 +96,10 @@ pub struct Config {
     pub log_level: String,
     pub topics: TopicDefaults,
     pub socket_request_max_bytes: usize,
+    /// `group.initial.rebalance.delay.ms`: how long a new group waits for more members.
+    pub group_initial_rebalance_delay_ms: u64,
+    /// `offsets.retention.minutes`: empty groups and their offsets expire after this.
+    pub offsets_retention_minutes: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -276,6 +284,12 @@ impl Config {
                 log,
             },
             socket_request_max_bytes,
+            group_initial_rebalance_delay_ms: file.group_initial_rebalance_delay_ms.unwrap_or(3000),
+            offsets_retention_minutes: match file.offsets_retention_minutes {
+                Some(m) if m < 1 => return err("offsets.retention.minutes must be at least 1"),
+                Some(m) => m,
+                None => 7 * 24 * 60,
+            },
         })
     }
 }

@@ -60,6 +60,11 @@ async fn serve(shard: Rc<Shard>, stream: Rc<TcpStream>) {
         .peer_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
+    // Kafka reports a member's host as "/<ip>".
+    let client_host = stream
+        .peer_addr()
+        .map(|a| format!("/{}", a.ip()))
+        .unwrap_or_default();
     let max_frame = shard.shared.config.socket_request_max_bytes;
     let mut input = BytesMut::new();
     loop {
@@ -86,7 +91,7 @@ async fn serve(shard: Rc<Shard>, stream: Rc<TcpStream>) {
                 return;
             }
         };
-        let response = api::handle(&shard, header, body).await;
+        let response = api::handle(&shard, header, body, &client_host).await;
         if let Err(reason) = respond(&shard, &stream, response).await {
             debug!(%peer, "closing connection: {reason}");
             return;

@@ -154,6 +154,15 @@ pub async fn delete_topic(shard: &Rc<Shard>, name: String) -> Result<bool, Strin
                 .store(registry)
                 .map_err(|e| format!("cannot store the topic registry: {e}"))?;
             drop_everywhere(&controller, &name, &topic).await;
+            // Committed offsets of the topic go too, on every shard's coordinator.
+            for owner in 0..controller.shared.config.shards {
+                let name = name.clone();
+                controller
+                    .on_shard(owner, move |s: Rc<Shard>| -> LocalFuture<()> {
+                        Box::pin(async move { s.coordinator().forget_topic(&name).await })
+                    })
+                    .await;
+            }
             Ok(true)
         })
     };

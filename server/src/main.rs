@@ -5,6 +5,7 @@ mod api;
 mod config;
 mod conn;
 mod controller;
+mod group;
 mod producer_ids;
 mod protocol;
 mod shard;

@@ -83,6 +83,12 @@ pub fn validate_name(name: &str) -> Result<(), String> {
             name.len()
         ));
     }
+    if name.starts_with(crate::group::offsets::INTERNAL_PREFIX) {
+        return Err(format!(
+            "topic names starting with {:?} are reserved",
+            crate::group::offsets::INTERNAL_PREFIX
+        ));
+    }
     if name == "." || name == ".." {
         return Err("topic name cannot be \".\" or \"..\"".into());
     }

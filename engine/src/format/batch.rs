@@ -280,6 +280,103 @@ pub fn build_batch_with(count: i32, value_len: usize, timestamp_ms: i64, fill: u
     batch
 }
 
+/// Builds an uncompressed v2 batch of keyed records (a `None` value is a tombstone), all with
+/// `timestamp_ms`. For the broker's internal logs, tests and tools.
+pub fn build_keyed_batch(records: &[(&[u8], Option<&[u8]>)], timestamp_ms: i64) -> Vec<u8> {
+    assert!(!records.is_empty(), "a batch holds at least one record");
+    let mut body = Vec::new();
+    for (delta, (key, value)) in records.iter().enumerate() {
+        let mut record = Vec::with_capacity(key.len() + value.map_or(0, <[u8]>::len) + 16);
+        record.push(0); // attributes
+        put_varint(&mut record, 0); // timestampDelta
+        put_varint(&mut record, delta as i64); // offsetDelta
+        put_varint(&mut record, key.len() as i64);
+        record.extend_from_slice(key);
+        match value {
+            Some(value) => {
+                put_varint(&mut record, value.len() as i64);
+                record.extend_from_slice(value);
+            }
+            None => put_varint(&mut record, -1),
+        }
+        put_varint(&mut record, 0); // headers
+        put_varint(&mut body, record.len() as i64);
+        body.extend_from_slice(&record);
+    }
+    let count = records.len() as i32;
+    let mut batch = Vec::with_capacity(HEADER_LEN + body.len());
+    batch.extend_from_slice(&0i64.to_be_bytes());
+    batch.extend_from_slice(&((HEADER_LEN - LENGTH_PREFIX_LEN + body.len()) as i32).to_be_bytes());
+    batch.extend_from_slice(&0i32.to_be_bytes());
+    batch.push(MAGIC_V2 as u8);
+    batch.extend_from_slice(&[0; 4]);
+    batch.extend_from_slice(&0i16.to_be_bytes());
+    batch.extend_from_slice(&(count - 1).to_be_bytes());
+    batch.extend_from_slice(&timestamp_ms.to_be_bytes());
+    batch.extend_from_slice(&timestamp_ms.to_be_bytes());
+    batch.extend_from_slice(&(-1i64).to_be_bytes());
+    batch.extend_from_slice(&(-1i16).to_be_bytes());
+    batch.extend_from_slice(&(-1i32).to_be_bytes());
+    batch.extend_from_slice(&count.to_be_bytes());
+    batch.extend_from_slice(&body);
+    let crc = crc32c::crc32c(&batch[ATTRIBUTES..]);
+    batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    batch
+}
+
+/// The (key, value) of each record of an uncompressed batch; None if the batch is compressed
+/// or its records are malformed.
+pub fn keyed_records(batch: &[u8]) -> Option<Vec<(Vec<u8>, Option<Vec<u8>>)>> {
+    let header = parse_header(batch).ok()?;
+    if header.compression() != 0 {
+        return None;
+    }
+    let mut at = HEADER_LEN;
+    let end = header.size.min(batch.len());
+    let mut out = Vec::with_capacity(header.records_count.max(0) as usize);
+    for _ in 0..header.records_count {
+        let length = usize::try_from(get_varint(batch, &mut at)?).ok()?;
+        let record_end = at.checked_add(length)?;
+        if record_end > end {
+            return None;
+        }
+        at += 1; // attributes
+        get_varint(batch, &mut at)?; // timestampDelta
+        get_varint(batch, &mut at)?; // offsetDelta
+        let key_len = get_varint(batch, &mut at)?;
+        let key = if key_len < 0 {
+            Vec::new()
+        } else {
+            let key = batch.get(at..at.checked_add(key_len as usize)?)?.to_vec();
+            at += key_len as usize;
+            key
+        };
+        let value_len = get_varint(batch, &mut at)?;
+        let value = if value_len < 0 {
+            None
+        } else {
+            let value = batch.get(at..at.checked_add(value_len as usize)?)?.to_vec();
+            Some(value)
+        };
+        out.push((key, value));
+        at = record_end;
+    }
+    Some(out)
+}
+
+fn get_varint(bytes: &[u8], at: &mut usize) -> Option<i64> {
+    let mut value: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let byte = *bytes.get(*at)?;
+        *at += 1;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(((value >> 1) as i64) ^ -((value & 1) as i64));
+        }
+    }
+    None
+}
+
 /// Makes a built batch an idempotent producer's: sets producer id, epoch and base sequence and
 /// recomputes the CRC (these fields are covered by it). For tests and tools.
 pub fn set_producer(batch: &mut [u8], producer_id: i64, producer_epoch: i16, base_sequence: i32) {
@@ -360,6 +457,27 @@ mod tests {
             validate(&negative),
             Err(BatchError::LengthTooSmall { .. })
         ));
+    }
+
+    #[test]
+    fn keyed_records_round_trip() {
+        let records: Vec<(&[u8], Option<&[u8]>)> =
+            vec![(b"a", Some(b"one")), (b"bb", None), (b"", Some(b""))];
+        let batch = build_keyed_batch(&records, 42);
+        let header = validate(&batch).expect("valid");
+        assert_eq!(header.records_count, 3);
+        let back = keyed_records(&batch).expect("records");
+        assert_eq!(
+            back,
+            vec![
+                (b"a".to_vec(), Some(b"one".to_vec())),
+                (b"bb".to_vec(), None),
+                (Vec::new(), Some(Vec::new()))
+            ]
+        );
+        for len in 0..batch.len() {
+            let _ = keyed_records(&batch[..len]);
+        }
     }
 
     #[test]

@@ -50,6 +50,16 @@ fn decode_frame(body: &[u8]) -> Option<Result<(), DecodeError>> {
         key::DESCRIBE_CONFIGS => super::configs::decode_describe(body).map(drop),
         key::DESCRIBE_CLUSTER => super::describe_cluster::decode(version, body).map(drop),
         key::INIT_PRODUCER_ID => super::init_producer_id::decode(version, body).map(drop),
+        key::FIND_COORDINATOR => super::find_coordinator::decode(version, body).map(drop),
+        key::JOIN_GROUP => super::join_group::decode(version, body, "client", "host").map(drop),
+        key::SYNC_GROUP => super::sync_group::decode(version, body).map(drop),
+        key::HEARTBEAT => super::heartbeat::decode(version, body).map(drop),
+        key::LEAVE_GROUP => super::leave_group::decode(version, body).map(drop),
+        key::OFFSET_COMMIT => super::offset_commit::decode(version, body).map(drop),
+        key::OFFSET_FETCH => super::offset_fetch::decode(version, body).map(drop),
+        key::LIST_GROUPS => super::list_groups::decode(version, body).map(drop),
+        key::DESCRIBE_GROUPS => super::describe_groups::decode(body).map(drop),
+        key::DELETE_GROUPS => super::delete_groups::decode(body).map(drop),
         _ => return None,
     })
 }

@@ -7,14 +7,24 @@
 pub mod api_versions;
 pub mod configs;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_topics;
 pub mod describe_cluster;
+pub mod describe_groups;
 pub mod errors;
 pub mod fetch;
+pub mod find_coordinator;
+pub mod heartbeat;
 pub mod init_producer_id;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_fetch;
 pub mod produce;
+pub mod sync_group;
 
 #[cfg(test)]
 mod decode_tests;
@@ -69,7 +79,12 @@ pub fn str_bytes(text: &str) -> StrBytes {
 }
 
 /// Answers one request.
-pub async fn handle(shard: &Rc<Shard>, header: RequestHeader, body: Reader) -> Response {
+pub async fn handle(
+    shard: &Rc<Shard>,
+    header: RequestHeader,
+    body: Reader,
+    client_host: &str,
+) -> Response {
     if header.api_key == key::API_VERSIONS {
         return api_versions::handle(&header);
     }
@@ -89,6 +104,16 @@ pub async fn handle(shard: &Rc<Shard>, header: RequestHeader, body: Reader) -> R
         key::DESCRIBE_CONFIGS => configs::handle_describe(shard, &header, body).await,
         key::DESCRIBE_CLUSTER => describe_cluster::handle(shard, &header, body),
         key::INIT_PRODUCER_ID => init_producer_id::handle(shard, &header, body).await,
+        key::FIND_COORDINATOR => find_coordinator::handle(shard, &header, body),
+        key::JOIN_GROUP => join_group::handle(shard, &header, body, client_host).await,
+        key::SYNC_GROUP => sync_group::handle(shard, &header, body).await,
+        key::HEARTBEAT => heartbeat::handle(shard, &header, body).await,
+        key::LEAVE_GROUP => leave_group::handle(shard, &header, body).await,
+        key::OFFSET_COMMIT => offset_commit::handle(shard, &header, body).await,
+        key::OFFSET_FETCH => offset_fetch::handle(shard, &header, body).await,
+        key::LIST_GROUPS => list_groups::handle(shard, &header, body).await,
+        key::DESCRIBE_GROUPS => describe_groups::handle(shard, &header, body).await,
+        key::DELETE_GROUPS => delete_groups::handle(shard, &header, body).await,
         other => unreachable!("API {other} is in the table but has no handler"),
     };
     result.unwrap_or_else(|err| {

@@ -25,6 +25,16 @@ pub mod key {
     pub const DESCRIBE_CONFIGS: i16 = 32;
     pub const DESCRIBE_CLUSTER: i16 = 60;
     pub const INIT_PRODUCER_ID: i16 = 22;
+    pub const OFFSET_COMMIT: i16 = 8;
+    pub const OFFSET_FETCH: i16 = 9;
+    pub const FIND_COORDINATOR: i16 = 10;
+    pub const JOIN_GROUP: i16 = 11;
+    pub const HEARTBEAT: i16 = 12;
+    pub const LEAVE_GROUP: i16 = 13;
+    pub const SYNC_GROUP: i16 = 14;
+    pub const DESCRIBE_GROUPS: i16 = 15;
+    pub const LIST_GROUPS: i16 = 16;
+    pub const DELETE_GROUPS: i16 = 42;
 }
 
 /// One implemented API: the versions served, and the first flexible (compact, tagged) one.
@@ -85,6 +95,66 @@ pub const APIS: &[ApiSpec] = &[
         min: 0,
         max: 4,
         flexible_from: 4,
+    },
+    ApiSpec {
+        key: key::OFFSET_COMMIT,
+        min: 0,
+        max: 8,
+        flexible_from: 8,
+    },
+    ApiSpec {
+        key: key::OFFSET_FETCH,
+        min: 0,
+        max: 7,
+        flexible_from: 6,
+    },
+    ApiSpec {
+        key: key::FIND_COORDINATOR,
+        min: 0,
+        max: 4,
+        flexible_from: 3,
+    },
+    ApiSpec {
+        key: key::JOIN_GROUP,
+        min: 0,
+        max: 7,
+        flexible_from: 6,
+    },
+    ApiSpec {
+        key: key::HEARTBEAT,
+        min: 0,
+        max: 4,
+        flexible_from: 4,
+    },
+    ApiSpec {
+        key: key::LEAVE_GROUP,
+        min: 0,
+        max: 4,
+        flexible_from: 4,
+    },
+    ApiSpec {
+        key: key::SYNC_GROUP,
+        min: 0,
+        max: 5,
+        flexible_from: 4,
+    },
+    ApiSpec {
+        key: key::DESCRIBE_GROUPS,
+        min: 0,
+        max: 5,
+        flexible_from: 5,
+    },
+    ApiSpec {
+        key: key::LIST_GROUPS,
+        min: 0,
+        max: 4,
+        flexible_from: 3,
+    },
+    ApiSpec {
+        key: key::DELETE_GROUPS,
+        min: 0,
+        max: 2,
+        flexible_from: 2,
     },
     ApiSpec {
         key: key::INIT_PRODUCER_ID,

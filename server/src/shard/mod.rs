@@ -85,6 +85,8 @@ pub struct Shard {
     pub connections: Cell<usize>,
     pub stop: Notify,
     pub stopped: Cell<bool>,
+    /// The group coordinator of this shard's internal offsets partitions.
+    coordinator: RefCell<Option<Rc<crate::group::Coordinator>>>,
     /// Producer ids, on the controller only.
     producer_ids: RefCell<Option<crate::producer_ids::ProducerIds>>,
     /// Serialises registry changes on the controller.
@@ -214,6 +216,19 @@ impl Shard {
             }
             notified.await;
         }
+    }
+
+    /// The shard that coordinates `group` (the owner of its internal offsets partition).
+    pub fn group_owner(&self, group: &str) -> usize {
+        crate::group::offsets::partition_of(group) as usize % self.shared.config.shards
+    }
+
+    /// This shard's group coordinator (opened before the shard serves requests).
+    pub fn coordinator(&self) -> Rc<crate::group::Coordinator> {
+        self.coordinator
+            .borrow()
+            .clone()
+            .expect("the coordinator opens before requests are served")
     }
 
     /// A new producer id (controller only).
@@ -366,6 +381,7 @@ fn shard_thread(
         connections: Cell::new(0),
         stop: Notify::new(),
         stopped: Cell::new(false),
+        coordinator: RefCell::new(None),
         producer_ids: RefCell::new(None),
         controller_busy: Cell::new(false),
         controller_free: Notify::new(),
@@ -386,7 +402,18 @@ async fn shard_main(
     for topic in registry.topics.values() {
         shard.open_partitions(topic).await?;
     }
+    let config = &shard.shared.config;
+    let group_config = crate::group::GroupConfig {
+        initial_rebalance_delay: Duration::from_millis(config.group_initial_rebalance_delay_ms),
+        offsets_retention_ms: config.offsets_retention_minutes * 60_000,
+        fsync: config.fsync,
+    };
+    let coordinator =
+        crate::group::Coordinator::open(&config.data_dir, shard.id, config.shards, group_config)
+            .await?;
+    *shard.coordinator.borrow_mut() = Some(Rc::new(coordinator));
     let inbox_task = rio::spawn(run_inbox(shard.clone(), inbox));
+    let group_task = rio::spawn(run_group_timers(shard.clone()));
     let retention_task = rio::spawn(run_retention(shard.clone()));
     let accept_task = rio::spawn(crate::conn::accept_loop(shard.clone(), Rc::new(listener)));
     info!(shard = shard.id, "shard ready");
@@ -406,6 +433,7 @@ async fn shard_main(
     })
     .await;
     drop(retention_task);
+    drop(group_task);
     let partitions: Vec<Rc<Partition>> = shard
         .partitions
         .borrow_mut()
@@ -418,6 +446,11 @@ async fn shard_main(
             error!("closing {} failed: {e}", partition.dir().display());
             failed += 1;
         }
+    }
+    // Take it out first: a borrow held across the await would collide with the group timers.
+    let coordinator = shard.coordinator.borrow_mut().take();
+    if let Some(coordinator) = coordinator {
+        coordinator.close().await;
     }
     drop(inbox_task);
     if failed > 0 {
@@ -443,6 +476,22 @@ async fn run_inbox(shard: Rc<Shard>, inbox: crossbeam_channel::Receiver<Job>) {
         }
     })
     .await
+}
+
+/// Session timeouts and join deadlines (every 100 ms); idle empty groups (every minute).
+async fn run_group_timers(shard: Rc<Shard>) {
+    let mut ticks: u64 = 0;
+    loop {
+        rio::sleep(Duration::from_millis(100)).await;
+        let Some(coordinator) = shard.coordinator.borrow().clone() else {
+            return;
+        };
+        coordinator.tick();
+        ticks += 1;
+        if ticks % 600 == 0 {
+            coordinator.expire_groups().await;
+        }
+    }
 }
 
 async fn run_retention(shard: Rc<Shard>) {

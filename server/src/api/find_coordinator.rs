@@ -1,0 +1,75 @@
+//! FindCoordinator (v0-4): this broker coordinates every group. Transaction coordinators are not
+//! offered (no transactions): COORDINATOR_NOT_AVAILABLE.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::find_coordinator_response::{Coordinator, FindCoordinatorResponse};
+
+use super::{str_bytes, Response, NODE_ID};
+use crate::protocol::reader::{DecodeError, Reader};
+use crate::protocol::{error_code, frame_response, RequestHeader};
+use crate::shard::Shard;
+
+const KEY_TYPE_GROUP: i8 = 0;
+
+pub(super) fn decode(version: i16, body: &mut Reader) -> Result<(i8, Vec<String>), DecodeError> {
+    if version >= 4 {
+        let key_type = body.i8()?;
+        let count = body.array(1)?;
+        let keys = (0..count)
+            .map(|_| body.string())
+            .collect::<Result<_, _>>()?;
+        return Ok((key_type, keys));
+    }
+    let key = body.string()?;
+    let key_type = if version >= 1 {
+        body.i8()?
+    } else {
+        KEY_TYPE_GROUP
+    };
+    Ok((key_type, vec![key]))
+}
+
+pub fn handle(
+    shard: &Rc<Shard>,
+    header: &RequestHeader,
+    mut body: Reader,
+) -> Result<Response, DecodeError> {
+    let version = header.api_version;
+    let (key_type, keys) = decode(version, &mut body)?;
+    let config = &shard.shared.config;
+    let code = if key_type == KEY_TYPE_GROUP {
+        error_code::NONE
+    } else {
+        error_code::COORDINATOR_NOT_AVAILABLE
+    };
+    let (node, host, port) = if code == error_code::NONE {
+        (
+            NODE_ID,
+            str_bytes(&config.advertised_host),
+            config.advertised_port,
+        )
+    } else {
+        (kafka_protocol::messages::BrokerId(-1), str_bytes(""), -1)
+    };
+    let mut response = FindCoordinatorResponse::default();
+    if version >= 4 {
+        response.coordinators = keys
+            .iter()
+            .map(|key| {
+                Coordinator::default()
+                    .with_key(str_bytes(key))
+                    .with_node_id(node)
+                    .with_host(host.clone())
+                    .with_port(port)
+                    .with_error_code(code)
+            })
+            .collect();
+    } else {
+        response.error_code = code;
+        response.node_id = node;
+        response.host = host;
+        response.port = port;
+    }
+    Ok(Response::framed(frame_response(header, &response)))
+}

@@ -1,0 +1,47 @@
+//! Heartbeat (v0-4): keeps a member's session alive; tells it when a rebalance started.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::heartbeat_response::HeartbeatResponse;
+
+use super::Response;
+use crate::protocol::reader::{DecodeError, Reader};
+use crate::protocol::{error_code, frame_response, RequestHeader};
+use crate::shard::{LocalFuture, Shard};
+
+pub(super) fn decode(
+    version: i16,
+    body: &mut Reader,
+) -> Result<(String, i32, String), DecodeError> {
+    let group = body.string()?;
+    let generation = body.i32()?;
+    let member_id = body.string()?;
+    if version >= 3 {
+        let _instance_id = body.nullable_string()?;
+    }
+    Ok((group, generation, member_id))
+}
+
+pub async fn handle(
+    shard: &Rc<Shard>,
+    header: &RequestHeader,
+    mut body: Reader,
+) -> Result<Response, DecodeError> {
+    let (group, generation, member_id) = decode(header.api_version, &mut body)?;
+    let owner = shard.group_owner(&group);
+    let work = move |owner: Rc<Shard>| -> LocalFuture<i16> {
+        Box::pin(async move {
+            owner
+                .coordinator()
+                .heartbeat(&group, generation, &member_id)
+        })
+    };
+    let code = shard
+        .on_shard(owner, work)
+        .await
+        .unwrap_or(error_code::COORDINATOR_NOT_AVAILABLE);
+    Ok(Response::framed(frame_response(
+        header,
+        &HeartbeatResponse::default().with_error_code(code),
+    )))
+}

@@ -1,0 +1,55 @@
+//! ListGroups (v0-4): the groups of every shard, optionally filtered by state (v4).
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::list_groups_response::{ListGroupsResponse, ListedGroup};
+use kafka_protocol::messages::GroupId;
+
+use super::{str_bytes, Response};
+use crate::protocol::reader::{DecodeError, Reader};
+use crate::protocol::{frame_response, RequestHeader};
+use crate::shard::{LocalFuture, Shard};
+
+pub(super) fn decode(version: i16, body: &mut Reader) -> Result<Vec<String>, DecodeError> {
+    if version < 4 {
+        return Ok(Vec::new());
+    }
+    let count = body.array(1)?;
+    (0..count).map(|_| body.string()).collect()
+}
+
+pub async fn handle(
+    shard: &Rc<Shard>,
+    header: &RequestHeader,
+    mut body: Reader,
+) -> Result<Response, DecodeError> {
+    let version = header.api_version;
+    let states = decode(version, &mut body)?;
+    let mut groups = Vec::new();
+    for owner in 0..shard.shared.config.shards {
+        let work = |s: Rc<Shard>| -> LocalFuture<Vec<(String, String, &'static str)>> {
+            Box::pin(async move { s.coordinator().list() })
+        };
+        groups.extend(shard.on_shard(owner, work).await.unwrap_or_default());
+    }
+    groups.sort();
+    let listed = groups
+        .into_iter()
+        .filter(|(_, _, state)| {
+            states.is_empty() || states.iter().any(|s| s.eq_ignore_ascii_case(state))
+        })
+        .map(|(id, protocol_type, state)| {
+            let mut group = ListedGroup::default()
+                .with_group_id(GroupId(str_bytes(&id)))
+                .with_protocol_type(str_bytes(&protocol_type));
+            if version >= 4 {
+                group.group_state = str_bytes(state);
+            }
+            group
+        })
+        .collect();
+    Ok(Response::framed(frame_response(
+        header,
+        &ListGroupsResponse::default().with_groups(listed),
+    )))
+}

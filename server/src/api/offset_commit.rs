@@ -1,0 +1,138 @@
+//! OffsetCommit (v0-8): checked against the group's generation, written durably to the group's
+//! internal offsets log, then acknowledged.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponse, OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::TopicName;
+
+use super::{str_bytes, Response};
+use crate::group::offsets::Committed;
+use crate::protocol::reader::{DecodeError, Reader};
+use crate::protocol::{error_code, frame_response, RequestHeader};
+use crate::shard::{now_ms, LocalFuture, Shard};
+
+pub(super) struct Request {
+    group: String,
+    generation: i32,
+    member_id: String,
+    /// (topic, [(partition, offset, leader epoch, metadata)])
+    topics: Vec<(String, Vec<(i32, i64, i32, Option<String>)>)>,
+}
+
+pub(super) fn decode(version: i16, body: &mut Reader) -> Result<Request, DecodeError> {
+    let group = body.string()?;
+    let (generation, member_id) = if version >= 1 {
+        (body.i32()?, body.string()?)
+    } else {
+        (-1, String::new())
+    };
+    if version >= 7 {
+        let _instance_id = body.nullable_string()?;
+    }
+    if (2..=4).contains(&version) {
+        let _retention_time_ms = body.i64()?;
+    }
+    let topic_count = body.array(3)?;
+    let mut topics = Vec::with_capacity(topic_count);
+    for _ in 0..topic_count {
+        let name = body.string()?;
+        let count = body.array(14)?;
+        let mut partitions = Vec::with_capacity(count);
+        for _ in 0..count {
+            let index = body.i32()?;
+            let offset = body.i64()?;
+            let leader_epoch = if version >= 6 { body.i32()? } else { -1 };
+            if version == 1 {
+                let _commit_timestamp = body.i64()?;
+            }
+            let metadata = body.nullable_string()?;
+            body.tagged_fields()?;
+            partitions.push((index, offset, leader_epoch, metadata));
+        }
+        body.tagged_fields()?;
+        topics.push((name, partitions));
+    }
+    Ok(Request {
+        group,
+        generation,
+        member_id,
+        topics,
+    })
+}
+
+pub async fn handle(
+    shard: &Rc<Shard>,
+    header: &RequestHeader,
+    mut body: Reader,
+) -> Result<Response, DecodeError> {
+    let request = decode(header.api_version, &mut body)?;
+    let owner = shard.group_owner(&request.group);
+    let shape: Vec<(String, Vec<i32>)> = request
+        .topics
+        .iter()
+        .map(|(t, ps)| (t.clone(), ps.iter().map(|p| p.0).collect()))
+        .collect();
+    let work = move |owner: Rc<Shard>| -> LocalFuture<i16> {
+        Box::pin(async move {
+            let coordinator = owner.coordinator();
+            if let Some(code) =
+                coordinator.commit_check(&request.group, request.generation, &request.member_id)
+            {
+                return code;
+            }
+            let now = now_ms();
+            let entries = request
+                .topics
+                .into_iter()
+                .flat_map(|(topic, partitions)| {
+                    partitions.into_iter().map(
+                        move |(partition, offset, leader_epoch, metadata)| {
+                            (
+                                topic.clone(),
+                                partition,
+                                Committed {
+                                    offset,
+                                    leader_epoch,
+                                    metadata,
+                                    commit_timestamp_ms: now,
+                                },
+                            )
+                        },
+                    )
+                })
+                .collect();
+            match coordinator.commit(&request.group, entries).await {
+                Ok(()) => error_code::NONE,
+                Err(code) => code,
+            }
+        })
+    };
+    let code = shard
+        .on_shard(owner, work)
+        .await
+        .unwrap_or(error_code::COORDINATOR_NOT_AVAILABLE);
+    let topics = shape
+        .into_iter()
+        .map(|(topic, partitions)| {
+            OffsetCommitResponseTopic::default()
+                .with_name(TopicName(str_bytes(&topic)))
+                .with_partitions(
+                    partitions
+                        .into_iter()
+                        .map(|p| {
+                            OffsetCommitResponsePartition::default()
+                                .with_partition_index(p)
+                                .with_error_code(code)
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    Ok(Response::framed(frame_response(
+        header,
+        &OffsetCommitResponse::default().with_topics(topics),
+    )))
+}
