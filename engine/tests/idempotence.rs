@@ -284,3 +284,50 @@ fn random_produce_retry_restart_sequences_follow_kafkas_rules() {
         })
         .unwrap_or_else(|err| panic!("{err} (RINGTAIL_SEED={seed})"));
 }
+
+#[test]
+fn retention_never_breaks_a_live_producers_deduplication() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = || LogConfig {
+        segment_bytes: 1024,
+        retention_bytes: Some(1024),
+        ..LogConfig::default()
+    };
+    let last = run(async {
+        let log = open(dir.path(), config()).await;
+        let mut sequence = 0;
+        let mut last = None;
+        for _ in 0..40 {
+            last = Some(
+                log.append(batch(9, 0, sequence, 5), now_ms())
+                    .expect("append"),
+            );
+            sequence += 5;
+        }
+        let last = last.expect("appended");
+        log.wait_for_ack(last.last_offset, true)
+            .await
+            .expect("durable");
+        let deleted = log.enforce_retention(now_ms()).expect("retention");
+        assert!(deleted > 0, "retention deleted the producer's old segments");
+        assert!(log.log_start_offset() > 0);
+        let retry = log
+            .append(batch(9, 0, sequence - 5, 5), now_ms())
+            .expect("retry");
+        assert!(retry.duplicate && retry.base_offset == last.base_offset);
+        last
+    });
+    // After a crash, the state comes back from the snapshot taken at a seal and the headers
+    // after it, although the segments holding the producer's first batches are gone.
+    run(async {
+        let log = open(dir.path(), config()).await;
+        let retry = log
+            .append(batch(9, 0, 195, 5), now_ms())
+            .expect("retry after restart");
+        assert!(retry.duplicate, "the retry is still recognised");
+        assert_eq!(retry.base_offset, last.base_offset);
+        let next = log.append(batch(9, 0, 200, 5), now_ms()).expect("next");
+        assert!(!next.duplicate);
+        log.close().await.expect("close");
+    });
+}

@@ -223,3 +223,19 @@ def test_kafka_python_group_and_admin_list_and_describe(group_broker):
     admin.delete_groups(["kp-readers"])
     assert "kp-readers" not in {g["group_id"] for g in admin.list_groups()}
     admin.close()
+
+
+def test_offsets_of_a_deleted_topic_are_cleaned_up(group_broker):
+    from confluent_kafka.admin import AdminClient
+
+    create_topic(group_broker.bootstrap, "gone", 1)
+    produce(group_broker.bootstrap, "gone", 10, 1)
+    c = consumer(group_broker.bootstrap, "cleaners")
+    c.assign([TopicPartition("gone", 0, 0)])
+    c.commit(offsets=[TopicPartition("gone", 0, 10)], asynchronous=False)
+    assert c.committed([TopicPartition("gone", 0)], timeout=10)[0].offset == 10
+    admin = AdminClient({"bootstrap.servers": group_broker.bootstrap})
+    admin.delete_topics(["gone"])["gone"].result(10)
+    create_topic(group_broker.bootstrap, "gone", 1)
+    assert c.committed([TopicPartition("gone", 0)], timeout=10)[0].offset < 0, "the old topic's offset is gone"
+    c.close()

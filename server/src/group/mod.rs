@@ -12,6 +12,8 @@
 //! bytes; the leader chosen for each generation computes the assignment.
 
 pub mod offsets;
+#[cfg(test)]
+mod tests;
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};

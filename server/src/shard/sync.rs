@@ -24,6 +24,12 @@ pub struct Receiver<T> {
     slot: Arc<Mutex<Slot<T>>>,
 }
 
+impl<T> std::fmt::Debug for Receiver<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("oneshot::Receiver")
+    }
+}
+
 pub fn oneshot<T>() -> (Sender<T>, Receiver<T>) {
     let slot = Arc::new(Mutex::new(Slot {
         value: None,
