@@ -43,7 +43,7 @@ impl BatchTemplate {
             varint(&mut record, -1); // null key
             varint(&mut record, value_len as i64);
             let value_at = record.len();
-            record.extend(std::iter::repeat(b'r').take(value_len));
+            record.extend(std::iter::repeat_n(b'r', value_len));
             varint(&mut record, 0); // headers
             let mut length = Vec::new();
             varint(&mut length, record.len() as i64);

@@ -5,13 +5,14 @@ use std::str::FromStr;
 use std::time::Duration;
 
 /// When the log calls fdatasync, and so what an acknowledgement promises.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum FsyncPolicy {
     /// Never on the write path (only when a segment is sealed and at shutdown). An acknowledged
     /// write is in the page cache: it survives kill -9 of the broker, not power loss.
     Never,
     /// The default. A produce with acks=all waits for an fdatasync covering its batch; one
     /// fdatasync serves every waiter of a tick (group commit). acks=1 waits for the page cache.
+    #[default]
     AcksAll,
     /// fdatasync after every write, and every acknowledgement waits for it.
     Always,
@@ -27,12 +28,6 @@ impl FsyncPolicy {
             FsyncPolicy::AcksAll => acks_all,
             FsyncPolicy::Always => true,
         }
-    }
-}
-
-impl Default for FsyncPolicy {
-    fn default() -> Self {
-        FsyncPolicy::AcksAll
     }
 }
 

@@ -350,7 +350,7 @@ fn deleted_or_damaged_index_files_are_rebuilt() {
         });
         // The rebuilt files were written back: a second clean open finds them valid.
         let index = std::fs::read(segments[1].with_extension("index")).expect("index rewritten");
-        assert!(!index.is_empty() && index.len() % 8 == 0, "{name}");
+        assert!(!index.is_empty() && index.len().is_multiple_of(8), "{name}");
     }
 }
 

@@ -587,7 +587,7 @@ fn start_ponger(
                     }
                     if seen != expect {
                         spins += 1;
-                        if spins % 1024 == 0 {
+                        if spins.is_multiple_of(1024) {
                             // Do not spin forever behind a failed or hung test.
                             if Arc::strong_count(&thread_flag) == 1
                                 || last_progress.elapsed() > Duration::from_secs(60)

@@ -52,7 +52,7 @@ impl ProducerIds {
             let tmp = self.path.with_extension("tmp");
             {
                 let mut file = std::fs::File::create(&tmp)?;
-                write!(file, "{value} {:08x}\n", crc32fast::hash(value.as_bytes()))?;
+                writeln!(file, "{value} {:08x}", crc32fast::hash(value.as_bytes()))?;
                 file.sync_all()?;
             }
             std::fs::rename(&tmp, &self.path)?;

@@ -81,7 +81,7 @@ impl OffsetIndex {
     /// Parses an index file, checking its shape against the log it indexes: entries strictly
     /// increase and every position lies inside the log. `None` means "rebuild it".
     pub fn from_bytes(bytes: &[u8], log_len: u64) -> Option<OffsetIndex> {
-        if bytes.len() % OFFSET_ENTRY_LEN != 0 {
+        if !bytes.len().is_multiple_of(OFFSET_ENTRY_LEN) {
             return None;
         }
         let mut index = OffsetIndex::default();
@@ -146,7 +146,7 @@ impl TimeIndex {
     /// Parses a time-index file; `None` means "rebuild it". `max_relative_offset` bounds the
     /// offsets it may name.
     pub fn from_bytes(bytes: &[u8], max_relative_offset: u32) -> Option<TimeIndex> {
-        if bytes.len() % TIME_ENTRY_LEN != 0 {
+        if !bytes.len().is_multiple_of(TIME_ENTRY_LEN) {
             return None;
         }
         let mut index = TimeIndex::default();

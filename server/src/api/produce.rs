@@ -118,7 +118,7 @@ pub async fn handle(
     for (t, topic_data) in topics.into_iter().enumerate() {
         let mut topic_outcomes =
             vec![Outcome::error(error_code::NONE); topic_data.partitions.len()];
-        let topic = if matches!(acks, 0 | 1 | -1) {
+        let topic = if matches!(acks, -1..=1) {
             find_or_create(shard, &topic_data.name, auto_create).await
         } else {
             Err(error_code::INVALID_REQUIRED_ACKS)

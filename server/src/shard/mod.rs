@@ -488,7 +488,7 @@ async fn run_group_timers(shard: Rc<Shard>) {
         };
         coordinator.tick();
         ticks += 1;
-        if ticks % 600 == 0 {
+        if ticks.is_multiple_of(600) {
             coordinator.expire_groups().await;
         }
     }
