@@ -211,18 +211,7 @@ fn run_producers(
             })
         })
         .collect();
-    let mut first_error = None;
-    for worker in workers {
-        if let Err(e) = worker.join().expect("producer thread") {
-            limit.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-            first_error.get_or_insert(e);
-        }
-    }
-    let totals = reporter.finish(started);
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(totals),
-    }
+    join_workers(workers, limit, reporter, started)
 }
 
 fn consume(args: &ConsumeArgs) -> Result<Totals, client::ClientError> {
@@ -269,9 +258,19 @@ fn run_consumers(
             std::thread::spawn(move || run::consume(&settings, &mine, &limit, &mut meter))
         })
         .collect();
+    join_workers(workers, limit, reporter, started)
+}
+
+/// Waits for every worker; the first error stops the others and is returned.
+fn join_workers(
+    workers: Vec<std::thread::JoinHandle<Result<(), client::ClientError>>>,
+    limit: &Arc<Limit>,
+    reporter: Reporter,
+    started: Instant,
+) -> Result<Totals, client::ClientError> {
     let mut first_error = None;
     for worker in workers {
-        if let Err(e) = worker.join().expect("consumer thread") {
+        if let Err(e) = worker.join().expect("worker thread") {
             limit.stop.store(true, std::sync::atomic::Ordering::Relaxed);
             first_error.get_or_insert(e);
         }

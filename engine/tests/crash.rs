@@ -8,7 +8,7 @@ mod common;
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 
-use common::{batch, open, run, seed, split_batches};
+use common::{batch, open, read_all, run, seed};
 use rand_core_shim::Rng;
 use ringtail_engine::{Faults, FsyncPolicy, LogConfig, OpenError, Partition};
 
@@ -66,21 +66,6 @@ fn write_and_crash(dir: &Path, config: LogConfig, count: u8) -> Vec<(i64, Vec<u8
         log.wait_written(last).await.expect("written");
         read_all(&log).await
     })
-}
-
-async fn read_all(log: &Partition) -> Vec<(i64, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut offset = log.log_start_offset();
-    while offset < log.high_watermark() {
-        let bytes = log.read_bytes(offset, 1 << 20).await.expect("read");
-        let batches = split_batches(&bytes);
-        let (_, last) = batches.last().expect("progress");
-        offset = ringtail_engine::format::batch::parse_header(last)
-            .expect("header")
-            .next_offset();
-        out.extend(batches);
-    }
-    out
 }
 
 fn log_file(dir: &Path) -> PathBuf {

@@ -9,7 +9,6 @@ use std::path::Path;
 use bytes::BytesMut;
 use common::{open, run, split_batches};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use ringtail_engine::format::batch::{build_batch, parse_header, set_producer};
 use ringtail_engine::producer::SequenceError;
 use ringtail_engine::{AppendError, LogConfig, Partition};
@@ -265,24 +264,15 @@ fn check_steps(dir: &Path, steps: &[Step]) -> Result<(), TestCaseError> {
 
 #[test]
 fn random_produce_retry_restart_sequences_follow_kafkas_rules() {
-    let seed = common::seed("random_produce_retry_restart_sequences");
-    let mut seed_bytes = [0u8; 32];
-    seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
-    let config = Config {
-        cases: 40,
-        failure_persistence: None,
-        ..Config::default()
-    };
-    let mut runner = TestRunner::new_with_rng(
-        config,
-        TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes),
-    );
-    runner
-        .run(&proptest::collection::vec(step(), 1..50), |steps| {
+    common::run_property(
+        "random_produce_retry_restart_sequences",
+        40,
+        proptest::collection::vec(step(), 1..50),
+        |steps| {
             let dir = tempfile::tempdir().expect("tempdir");
             check_steps(dir.path(), &steps)
-        })
-        .unwrap_or_else(|err| panic!("{err} (RINGTAIL_SEED={seed})"));
+        },
+    );
 }
 
 #[test]

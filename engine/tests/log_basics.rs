@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{batch, open, run, split_batches};
+use common::{batch, open, read_all, run, split_batches};
 use ringtail_engine::{AppendError, FsyncPolicy, LogConfig, ReadError};
 
 fn small_segments() -> LogConfig {
@@ -130,7 +130,7 @@ fn segments_roll_by_size_and_age_and_survive_reopen() {
             .expect("append");
         assert_eq!(log.segment_count(), before + 1);
         log.wait_written(400).await.expect("written");
-        let all = log.read_all().await;
+        let all = read_all(&log).await;
         log.close().await.expect("close");
         all
     });
@@ -139,7 +139,7 @@ fn segments_roll_by_size_and_age_and_survive_reopen() {
         run(async {
             let log = open(dir.path(), small_segments()).await;
             assert_eq!(log.log_end_offset(), 401);
-            assert_eq!(log.read_all().await, total);
+            assert_eq!(read_all(&log).await, total);
             if clean {
                 log.close().await.expect("close");
             }
@@ -171,26 +171,6 @@ fn every_fsync_policy_acknowledges() {
             }
             log.close().await.expect("close");
         });
-    }
-}
-
-trait ReadAll {
-    async fn read_all(&self) -> Vec<(i64, Vec<u8>)>;
-}
-
-impl ReadAll for ringtail_engine::Partition {
-    async fn read_all(&self) -> Vec<(i64, Vec<u8>)> {
-        let mut out = Vec::new();
-        let mut offset = self.log_start_offset();
-        while offset < self.high_watermark() {
-            let bytes = self.read_bytes(offset, 1 << 20).await.expect("read");
-            let batches = split_batches(&bytes);
-            let last = batches.last().expect("progress");
-            let header = ringtail_engine::format::batch::parse_header(&last.1).expect("header");
-            offset = header.next_offset();
-            out.extend(batches);
-        }
-        out
     }
 }
 

@@ -8,9 +8,8 @@ mod common;
 
 use std::path::Path;
 
-use common::{batch, run, split_batches};
+use common::{batch, read_all, run, split_batches};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use ringtail_engine::format::batch::parse_header;
 use ringtail_engine::{LogConfig, Partition};
 
@@ -104,20 +103,6 @@ fn config() -> LogConfig {
         index_interval_bytes: 300,
         ..LogConfig::default()
     }
-}
-
-async fn read_all(log: &Partition) -> Vec<(i64, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut offset = log.log_start_offset();
-    while offset < log.high_watermark() {
-        let bytes = log.read_bytes(offset, 1 << 20).await.expect("read");
-        let batches = split_batches(&bytes);
-        offset = parse_header(&batches.last().expect("progress").1)
-            .expect("header")
-            .next_offset();
-        out.extend(batches);
-    }
-    out
 }
 
 /// Runs one sequence; the log lives in `dir` across the runtimes that reopens create.
@@ -217,22 +202,13 @@ fn check(dir: &Path, ops: &[Op]) -> Result<(), TestCaseError> {
 
 #[test]
 fn random_sequences_match_the_model() {
-    let seed = common::seed("random_sequences_match_the_model");
-    let mut seed_bytes = [0u8; 32];
-    seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
-    let config = Config {
-        cases: 48,
-        failure_persistence: None,
-        ..Config::default()
-    };
-    let mut runner = TestRunner::new_with_rng(
-        config,
-        TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes),
-    );
-    runner
-        .run(&proptest::collection::vec(op(), 1..60), |ops| {
+    common::run_property(
+        "random_sequences_match_the_model",
+        48,
+        proptest::collection::vec(op(), 1..60),
+        |ops| {
             let dir = tempfile::tempdir().expect("tempdir");
             check(dir.path(), &ops)
-        })
-        .unwrap_or_else(|err| panic!("{err} (RINGTAIL_SEED={seed})"));
+        },
+    );
 }

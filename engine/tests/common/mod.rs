@@ -6,6 +6,8 @@ use std::path::Path;
 use std::rc::Rc;
 
 use bytes::BytesMut;
+use proptest::strategy::Strategy;
+use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
 use ringtail_engine::format::batch;
 use ringtail_engine::io::{Runtime, RuntimeConfig};
 use ringtail_engine::{LogConfig, Partition};
@@ -55,4 +57,45 @@ pub fn seed(test: &str) -> u64 {
         });
     eprintln!("{test}: RINGTAIL_SEED={seed}");
     seed
+}
+
+/// Every batch of the log from its start to the high watermark, across segments.
+pub async fn read_all(log: &Partition) -> Vec<(i64, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut offset = log.log_start_offset();
+    while offset < log.high_watermark() {
+        let bytes = log.read_bytes(offset, 1 << 20).await.expect("read");
+        let batches = split_batches(&bytes);
+        let (_, last) = batches
+            .last()
+            .expect("a read below the high watermark returns a batch");
+        offset = batch::parse_header(last).expect("header").next_offset();
+        out.extend(batches);
+    }
+    out
+}
+
+/// Runs a property test with a generator seeded from [`seed`], so a failure names the seed that
+/// replays it.
+pub fn run_property<S: Strategy>(
+    name: &str,
+    cases: u32,
+    strategy: S,
+    test: impl Fn(S::Value) -> Result<(), TestCaseError>,
+) {
+    let seed = seed(name);
+    let mut seed_bytes = [0u8; 32];
+    seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    let config = Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    };
+    let mut runner = TestRunner::new_with_rng(
+        config,
+        TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes),
+    );
+    runner
+        .run(&strategy, test)
+        .unwrap_or_else(|err| panic!("{err} (RINGTAIL_SEED={seed})"));
 }

@@ -132,6 +132,17 @@ struct Member {
     sync_waiter: Option<Sender<SyncResult>>,
 }
 
+impl Member {
+    /// The subscription metadata this member sent for `protocol` (empty if none).
+    fn metadata_for(&self, protocol: &str) -> Bytes {
+        self.protocols
+            .iter()
+            .find(|(name, _)| name == protocol)
+            .map(|(_, metadata)| metadata.clone())
+            .unwrap_or_default()
+    }
+}
+
 pub struct Group {
     pub id: String,
     pub state: State,
@@ -267,12 +278,7 @@ impl Group {
             .members
             .iter()
             .map(|m| {
-                let metadata = m
-                    .protocols
-                    .iter()
-                    .find(|(n, _)| *n == protocol)
-                    .map(|(_, b)| b.clone())
-                    .unwrap_or_default();
+                let metadata = m.metadata_for(&protocol);
                 (m.id.clone(), m.instance_id.clone(), metadata)
             })
             .collect();
@@ -795,12 +801,7 @@ impl Coordinator {
             .members
             .iter()
             .map(|m| {
-                let metadata = m
-                    .protocols
-                    .iter()
-                    .find(|(n, _)| *n == protocol)
-                    .map(|(_, b)| b.clone())
-                    .unwrap_or_default();
+                let metadata = m.metadata_for(&protocol);
                 (
                     m.id.clone(),
                     m.instance_id.clone(),
