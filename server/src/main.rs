@@ -1,17 +1,8 @@
 //! `ringtail`: the broker binary.
 #![forbid(unsafe_code)]
 
-mod api;
-mod config;
-mod conn;
-mod controller;
-mod group;
-mod producer_ids;
-mod protocol;
-mod shard;
-mod topics;
-
 use clap::Parser;
+use ringtail_server::{config, shard};
 
 fn main() {
     let args = match config::Args::try_parse() {

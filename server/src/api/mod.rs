@@ -26,8 +26,10 @@ pub mod offset_fetch;
 pub mod produce;
 pub mod sync_group;
 
+mod decode_only;
 #[cfg(test)]
 mod decode_tests;
+pub(crate) use decode_only::decode_only;
 
 use std::rc::Rc;
 

@@ -1,0 +1,22 @@
+//! Ringtail's broker: the Kafka protocol on the storage engine, one shard per core.
+//!
+//! The binary (`main.rs`) parses the configuration and calls [`shard::run`]; the library exists
+//! so that fuzz targets and tests can reach the request decoders.
+#![forbid(unsafe_code)]
+
+mod api;
+pub mod config;
+mod conn;
+mod controller;
+mod group;
+mod producer_ids;
+mod protocol;
+pub mod shard;
+mod topics;
+
+/// Decodes a request frame body (after the size prefix) with the decoder of its API, as the
+/// broker would, without running it: for fuzzing. Ok(false) when the API or version is not one
+/// this broker serves.
+pub fn decode_request(body: &[u8]) -> Result<bool, String> {
+    api::decode_only(body).map_err(|e| e.to_string())
+}
