@@ -65,7 +65,10 @@ fn client_batches_are_stored_verbatim_and_read_back() {
         // RINGTAIL_KEEP_SEGMENTS=DIR keeps this log's segment as a fuzzing seed.
         if let Some(keep) = std::env::var_os("RINGTAIL_KEEP_SEGMENTS") {
             let segment = dir.path().join("00000000000000000000.log");
-            let _ = std::fs::copy(segment, std::path::Path::new(&keep).join("client-batches.log"));
+            let _ = std::fs::copy(
+                segment,
+                std::path::Path::new(&keep).join("client-batches.log"),
+            );
         }
         // The idempotent producers' fields survive untouched.
         let python = batch::parse_header(&stored[1].1).expect("header");

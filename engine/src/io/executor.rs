@@ -169,6 +169,12 @@ impl Runtime {
         })
     }
 
+    /// Runs this runtime's io-wq workers (punted writes, splices) on `cpu` only: with a pinned
+    /// shard, its kernel-side copies then run on the core whose cache holds the bytes.
+    pub fn pin_workers(&self, cpu: usize) -> io::Result<()> {
+        self.core.ring.borrow().pin_workers(cpu)
+    }
+
     /// Runs `future` to completion on this thread, with every task spawned meanwhile.
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
         let _guard = ContextGuard::enter(self.core.clone());

@@ -117,6 +117,24 @@ impl Ring {
         })
     }
 
+    /// Restricts this ring's io-wq worker threads (which run punted buffered writes and splices)
+    /// to one CPU.
+    pub(crate) fn pin_workers(&self, cpu: usize) -> io::Result<()> {
+        if cpu >= libc::CPU_SETSIZE as usize {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("no CPU {cpu}"),
+            ));
+        }
+        // SAFETY: cpu_set_t is plain data; CPU_ZERO/CPU_SET write within it (cpu checked above).
+        let set = unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            set
+        };
+        self.uring.submitter().register_iowq_aff(&set)
+    }
+
     /// Reserves a slot and queues `entry` tagged with it.
     ///
     /// # Safety

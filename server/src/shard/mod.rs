@@ -372,6 +372,13 @@ fn shard_thread(
             .map_err(|e| format!("cannot pin to core {}: {e}", cores[id]))?;
     }
     let runtime = Runtime::new(RuntimeConfig::default()).map_err(|e| format!("io_uring: {e}"))?;
+    if let Some(cores) = &shared.config.cores {
+        // The shard's io-wq workers (punted buffered writes, splices) run on its core too, next
+        // to the bytes they copy (perf-reports/2026-11-22-iowq-affinity.md).
+        runtime
+            .pin_workers(cores[id])
+            .map_err(|e| format!("cannot pin io_uring workers to core {}: {e}", cores[id]))?;
+    }
     let shard = Rc::new(Shard {
         id,
         shared: shared.clone(),
