@@ -71,14 +71,16 @@ def settle(consumers, partitions, timeout=40):
     raise AssertionError(f"group did not settle: {assignments(consumers)}")
 
 
-def test_three_confluent_members_split_a_topic_and_every_message_arrives_once(group_broker):
-    create_topic(group_broker.bootstrap, "split", 6)
-    members = [consumer(group_broker.bootstrap, "splitters") for _ in range(3)]
+@pytest.mark.parametrize("assignor", ["range", "roundrobin", "cooperative-sticky"])
+def test_three_confluent_members_split_a_topic_and_every_message_arrives_once(group_broker, assignor):
+    topic, group = f"split-{assignor}", f"splitters-{assignor}"
+    create_topic(group_broker.bootstrap, topic, 6)
+    members = [consumer(group_broker.bootstrap, group, **{"partition.assignment.strategy": assignor}) for _ in range(3)]
     for c in members:
-        c.subscribe(["split"])
+        c.subscribe([topic])
     split = settle(members, 6)
     assert [len(a) for a in split] == [2, 2, 2]
-    produce(group_broker.bootstrap, "split", 600, 6)
+    produce(group_broker.bootstrap, topic, 600, 6)
     seen = []
     assert poll_until(members, seen, lambda: len(seen) >= 600)
     assert sorted(v for _, _, v in seen) == list(range(600)), "every message exactly once"
