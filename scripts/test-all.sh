@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone on Debian/Ubuntu with Rust installed:
 # installs what the tests need (kcat from Debian; pytest, confluent-kafka and kafka-python in a
-# venv), builds, runs the Rust tests, then the end-to-end tests against the real binary.
+# venv; KafkaJS from npm when Node.js is present), builds, runs the Rust tests, then the
+# end-to-end tests against the real binary.
 # Exit status is the suite's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,11 @@ if [ ! -x "$venv/bin/pytest" ] || ! "$venv/bin/python" -c 'import confluent_kafk
   echo "== installing Python clients into $venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check -r tests/e2e/requirements.txt
+fi
+
+if command -v npm >/dev/null 2>&1 && [ ! -d tests/e2e/kafkajs/node_modules/kafkajs ]; then
+  echo "== installing KafkaJS (npm)"
+  (cd tests/e2e/kafkajs && npm install --silent --no-audit --no-fund)
 fi
 
 echo "== cargo build"
