@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone on Debian/Ubuntu with Rust installed:
-# installs what the tests need (kcat from Debian; pytest, confluent-kafka and kafka-python in a
-# venv; KafkaJS from npm when Node.js is present), builds, runs the Rust tests, then the
-# end-to-end tests against the real binary.
+# installs what the tests need (kcat from Debian; pytest, confluent-kafka, kafka-python and
+# aiokafka in a venv; KafkaJS from npm when Node.js is present), builds, runs the Rust tests,
+# then the end-to-end tests against the real binary.
 # Exit status is the suite's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +17,7 @@ if ! command -v kcat >/dev/null 2>&1; then
   $sudo_ apt-get update -qq >/dev/null
   DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq kcat >/dev/null
 fi
-if [ ! -x "$venv/bin/pytest" ] || ! "$venv/bin/python" -c 'import confluent_kafka, kafka' 2>/dev/null; then
+if [ ! -x "$venv/bin/pytest" ] || ! "$venv/bin/python" -c 'import confluent_kafka, kafka, aiokafka' 2>/dev/null; then
   echo "== installing Python clients into $venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check -r tests/e2e/requirements.txt
