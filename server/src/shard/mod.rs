@@ -353,7 +353,7 @@ fn stop_all(shared: &Arc<Shared>) {
             shard.stopped.set(true);
             shard.stop.notify_all();
         });
-        // A full inbox still gets the stop: the shard checks `stopping` on every pass too.
+        // If the inbox is full, the shard still sees `stopping` within 200 ms.
         let _ = handle.tx.try_send(job);
         if let Some(waker) = handle.waker.lock().expect("inbox waker lock").take() {
             waker.wake();
@@ -429,7 +429,16 @@ async fn shard_main(
         if shard.stopped.get() {
             break;
         }
-        notified.await;
+        // The stop job normally wakes us; the flag is the fallback if this shard's inbox was
+        // full when the stop was sent.
+        if sync::timeout(Duration::from_millis(200), notified)
+            .await
+            .is_none()
+            && shard.shared.stopping.load(Ordering::Acquire)
+        {
+            shard.stopped.set(true);
+            shard.stop.notify_all();
+        }
     }
     accept_task.await;
     // Let connections finish the requests they are serving.
