@@ -317,17 +317,26 @@ fn deleted_or_damaged_index_files_are_rebuilt() {
             );
             // Lookups that use the indexes still work.
             assert_eq!(
-                log.offset_for_timestamp(1030).await.expect("lookup"),
+                log.offset_for_timestamp(1030)
+                    .await
+                    .expect("lookup")
+                    .map(|f| f.0),
                 Some(90),
                 "{name}"
             );
             assert_eq!(
-                log.offset_for_timestamp(0).await.expect("lookup"),
+                log.offset_for_timestamp(0)
+                    .await
+                    .expect("lookup")
+                    .map(|f| f.0),
                 Some(0),
                 "{name}"
             );
             assert_eq!(
-                log.offset_for_timestamp(99_999).await.expect("lookup"),
+                log.offset_for_timestamp(99_999)
+                    .await
+                    .expect("lookup")
+                    .map(|f| f.0),
                 None,
                 "{name}"
             );

@@ -248,3 +248,33 @@ async fn open_sized(
     assert!(log.log_start_offset() > before);
     log
 }
+
+#[test]
+fn timestamp_lookups_find_the_first_record_not_just_its_batch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    run(async {
+        let log = open(dir.path(), LogConfig::default()).await;
+        use ringtail_engine::format::batch::build_batch_at;
+        // Offsets 0-3 at 100, 200, 300, 400; offsets 4-5 at 500, 450 (out of order within a
+        // batch, as clients may send).
+        log.append(
+            bytes::BytesMut::from(&build_batch_at(&[100, 200, 300, 400])[..]),
+            0,
+        )
+        .expect("append");
+        log.append(bytes::BytesMut::from(&build_batch_at(&[500, 450])[..]), 0)
+            .expect("append");
+        log.wait_written(5).await.expect("written");
+        let lookup = |t| log.offset_for_timestamp(t);
+        assert_eq!(lookup(50).await.expect("lookup"), Some((0, 100)));
+        assert_eq!(
+            lookup(250).await.expect("lookup"),
+            Some((2, 300)),
+            "inside the first batch"
+        );
+        assert_eq!(lookup(400).await.expect("lookup"), Some((3, 400)));
+        assert_eq!(lookup(460).await.expect("lookup"), Some((4, 500)));
+        assert_eq!(lookup(501).await.expect("lookup"), None);
+        log.close().await.expect("close");
+    });
+}

@@ -160,7 +160,11 @@ fn check(dir: &Path, ops: &[Op]) -> Result<(), TestCaseError> {
                             .batches()
                             .find(|(_, _, t)| *t >= target)
                             .map(|(b, _, _)| *b);
-                        let got = log.offset_for_timestamp(target).await.expect("lookup");
+                        let got = log
+                            .offset_for_timestamp(target)
+                            .await
+                            .expect("lookup")
+                            .map(|(offset, _)| offset);
                         prop_assert_eq!(got, expected, "timestamp {}", target);
                     }
                     Op::AdvanceClock { ms } => model.clock_ms += ms,

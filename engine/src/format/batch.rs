@@ -324,16 +324,67 @@ pub fn build_keyed_batch(records: &[(&[u8], Option<&[u8]>)], timestamp_ms: i64) 
     batch
 }
 
-/// The (key, value) of each record of an uncompressed batch; None if the batch is compressed
-/// or its records are malformed.
-pub fn keyed_records(batch: &[u8]) -> Option<Vec<(Vec<u8>, Option<Vec<u8>>)>> {
+/// One record of an uncompressed batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub offset_delta: i32,
+    /// The batch's base timestamp plus the record's delta (for LogAppendTime batches, the
+    /// batch's max timestamp, as Kafka reads them).
+    pub timestamp: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+}
+
+/// A batch with one small record per timestamp (the first is the base timestamp); for tests
+/// of timestamp lookups.
+pub fn build_batch_at(timestamps: &[i64]) -> Vec<u8> {
+    assert!(!timestamps.is_empty(), "a batch holds at least one record");
+    let base = timestamps[0];
+    let mut body = Vec::new();
+    for (delta, timestamp) in timestamps.iter().enumerate() {
+        let mut record = vec![0]; // attributes
+        put_varint(&mut record, timestamp - base);
+        put_varint(&mut record, delta as i64);
+        put_varint(&mut record, -1); // null key
+        put_varint(&mut record, 1);
+        record.push(b'v');
+        put_varint(&mut record, 0); // headers
+        put_varint(&mut body, record.len() as i64);
+        body.extend_from_slice(&record);
+    }
+    let count = timestamps.len() as i32;
+    let max = *timestamps.iter().max().expect("non-empty");
+    let mut batch = Vec::with_capacity(HEADER_LEN + body.len());
+    batch.extend_from_slice(&0i64.to_be_bytes());
+    batch.extend_from_slice(&((HEADER_LEN - LENGTH_PREFIX_LEN + body.len()) as i32).to_be_bytes());
+    batch.extend_from_slice(&0i32.to_be_bytes());
+    batch.push(MAGIC_V2 as u8);
+    batch.extend_from_slice(&[0; 4]);
+    batch.extend_from_slice(&0i16.to_be_bytes());
+    batch.extend_from_slice(&(count - 1).to_be_bytes());
+    batch.extend_from_slice(&base.to_be_bytes());
+    batch.extend_from_slice(&max.to_be_bytes());
+    batch.extend_from_slice(&(-1i64).to_be_bytes());
+    batch.extend_from_slice(&(-1i16).to_be_bytes());
+    batch.extend_from_slice(&(-1i32).to_be_bytes());
+    batch.extend_from_slice(&count.to_be_bytes());
+    batch.extend_from_slice(&body);
+    let crc = crc32c::crc32c(&batch[ATTRIBUTES..]);
+    batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    batch
+}
+
+/// The records of an uncompressed batch; None if the batch is compressed or its records are
+/// malformed. Every length is checked against the bytes present.
+pub fn records(batch: &[u8]) -> Option<Vec<Record>> {
     let header = parse_header(batch).ok()?;
     if header.compression() != 0 {
         return None;
     }
+    let log_append_time = header.attributes & 0x08 != 0;
     let mut at = HEADER_LEN;
     let end = header.size.min(batch.len());
-    let mut out = Vec::with_capacity(header.records_count.max(0) as usize);
+    let mut out = Vec::with_capacity((header.records_count.max(0) as usize).min(end / 7));
     for _ in 0..header.records_count {
         let length = usize::try_from(get_varint(batch, &mut at)?).ok()?;
         let record_end = at.checked_add(length)?;
@@ -341,27 +392,48 @@ pub fn keyed_records(batch: &[u8]) -> Option<Vec<(Vec<u8>, Option<Vec<u8>>)>> {
             return None;
         }
         at += 1; // attributes
-        get_varint(batch, &mut at)?; // timestampDelta
-        get_varint(batch, &mut at)?; // offsetDelta
-        let key_len = get_varint(batch, &mut at)?;
-        let key = if key_len < 0 {
-            Vec::new()
-        } else {
-            let key = batch.get(at..at.checked_add(key_len as usize)?)?.to_vec();
-            at += key_len as usize;
-            key
-        };
-        let value_len = get_varint(batch, &mut at)?;
-        let value = if value_len < 0 {
-            None
-        } else {
-            let value = batch.get(at..at.checked_add(value_len as usize)?)?.to_vec();
-            Some(value)
-        };
-        out.push((key, value));
+        let timestamp_delta = get_varint(batch, &mut at)?;
+        let offset_delta = i32::try_from(get_varint(batch, &mut at)?).ok()?;
+        let key = get_bytes(batch, &mut at, record_end)?;
+        let value = get_bytes(batch, &mut at, record_end)?;
+        out.push(Record {
+            offset_delta,
+            timestamp: if log_append_time {
+                header.max_timestamp
+            } else {
+                header.base_timestamp.saturating_add(timestamp_delta)
+            },
+            key,
+            value,
+        });
         at = record_end;
     }
     Some(out)
+}
+
+/// The (key, value) of each record of an uncompressed batch (a null key reads as empty).
+pub fn keyed_records(batch: &[u8]) -> Option<Vec<(Vec<u8>, Option<Vec<u8>>)>> {
+    Some(
+        records(batch)?
+            .into_iter()
+            .map(|r| (r.key.unwrap_or_default(), r.value))
+            .collect(),
+    )
+}
+
+/// A varint-length-prefixed byte string (-1: null) ending at or before `end`.
+fn get_bytes(bytes: &[u8], at: &mut usize, end: usize) -> Option<Option<Vec<u8>>> {
+    let len = get_varint(bytes, at)?;
+    if len < 0 {
+        return Some(None);
+    }
+    let stop = at.checked_add(usize::try_from(len).ok()?)?;
+    if stop > end {
+        return None;
+    }
+    let out = bytes.get(*at..stop)?.to_vec();
+    *at = stop;
+    Some(Some(out))
 }
 
 fn get_varint(bytes: &[u8], at: &mut usize) -> Option<i64> {
@@ -478,6 +550,21 @@ mod tests {
         for len in 0..batch.len() {
             let _ = keyed_records(&batch[..len]);
         }
+    }
+
+    #[test]
+    fn record_timestamps_come_from_base_plus_delta() {
+        let batch = build_batch(3, 5, 1_000);
+        let found = records(&batch).expect("records");
+        assert_eq!(
+            found
+                .iter()
+                .map(|r| (r.offset_delta, r.timestamp))
+                .collect::<Vec<_>>(),
+            vec![(0, 1000), (1, 1000), (2, 1000)]
+        );
+        assert_eq!(found[0].key, None);
+        assert_eq!(found[0].value.as_deref(), Some(&b"xxxxx"[..]));
     }
 
     #[test]

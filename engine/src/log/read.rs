@@ -274,10 +274,14 @@ impl Partition {
         Ok(())
     }
 
-    /// The first offset whose batch has a timestamp at or after `timestamp_ms` (batch
-    /// granularity: the base offset of the first batch whose max timestamp reaches it), or None
-    /// when no written batch does.
-    pub async fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<i64>, ReadError> {
+    /// The first record with a timestamp at or after `timestamp_ms`: (its offset, its
+    /// timestamp), or None when no written record has one. Exact for uncompressed batches; in a
+    /// compressed batch, the batch's base offset and max timestamp (the records would have to be
+    /// decompressed).
+    pub async fn offset_for_timestamp(
+        &self,
+        timestamp_ms: i64,
+    ) -> Result<Option<(i64, i64)>, ReadError> {
         let start = {
             let state = self.state.borrow();
             if let Some(err) = &state.poisoned {
@@ -301,13 +305,24 @@ impl Partition {
                 position: entry.map_or(0, |e| u64::from(e.position)),
             }
         };
-        let _ = start.segment_base;
-        let mut walker = HeaderWalker::new(start.file, start.written_size);
+        let mut walker = HeaderWalker::new(start.file.clone(), start.written_size);
         let mut position = start.position;
         while position < start.written_size {
             let header = walker.header_at(position).await?;
             if header.max_timestamp >= timestamp_ms {
-                return Ok(Some(header.base_offset));
+                if header.compression() != 0 {
+                    return Ok(Some((header.base_offset, header.max_timestamp)));
+                }
+                let path = start.file.path().to_path_buf();
+                let bytes = read_exact_at(start.file.clone(), header.size, position)
+                    .await
+                    .map_err(|err| crate::error::StorageError::new("read", path, err))?;
+                let found = batch::records(&bytes)
+                    .and_then(|records| records.into_iter().find(|r| r.timestamp >= timestamp_ms))
+                    .map(|r| (header.base_offset + i64::from(r.offset_delta), r.timestamp));
+                return Ok(Some(
+                    found.unwrap_or((header.base_offset, header.max_timestamp)),
+                ));
             }
             position += header.size as u64;
         }

@@ -114,7 +114,7 @@ async fn lookup(
                 return (error_code::NONE, -1, -1);
             }
             match partition.offset_for_timestamp(target).await {
-                Ok(Some(offset)) => (error_code::NONE, offset, target),
+                Ok(Some((offset, found_timestamp))) => (error_code::NONE, offset, found_timestamp),
                 Ok(None) => (error_code::NONE, -1, -1),
                 Err(err) => (read_error_code(&err), -1, -1),
             }
