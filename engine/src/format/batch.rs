@@ -235,6 +235,31 @@ pub fn stamp(batch: &mut [u8], base_offset: i64, partition_leader_epoch: i32) {
     batch[LEADER_EPOCH..LEADER_EPOCH + 4].copy_from_slice(&partition_leader_epoch.to_be_bytes());
 }
 
+/// A v2 batch around encoded `records` (`count` of them): header fields for a non-idempotent
+/// producer, base offset 0, the CRC-32C computed.
+fn assemble(records: &[u8], count: i32, base_timestamp: i64, max_timestamp: i64) -> Vec<u8> {
+    let mut batch = Vec::with_capacity(HEADER_LEN + records.len());
+    batch.extend_from_slice(&0i64.to_be_bytes());
+    batch.extend_from_slice(
+        &((HEADER_LEN - LENGTH_PREFIX_LEN + records.len()) as i32).to_be_bytes(),
+    );
+    batch.extend_from_slice(&0i32.to_be_bytes()); // partitionLeaderEpoch
+    batch.push(MAGIC_V2 as u8);
+    batch.extend_from_slice(&[0; 4]); // crc, filled below
+    batch.extend_from_slice(&0i16.to_be_bytes()); // attributes
+    batch.extend_from_slice(&(count - 1).to_be_bytes());
+    batch.extend_from_slice(&base_timestamp.to_be_bytes());
+    batch.extend_from_slice(&max_timestamp.to_be_bytes());
+    batch.extend_from_slice(&(-1i64).to_be_bytes()); // producerId
+    batch.extend_from_slice(&(-1i16).to_be_bytes()); // producerEpoch
+    batch.extend_from_slice(&(-1i32).to_be_bytes()); // baseSequence
+    batch.extend_from_slice(&count.to_be_bytes());
+    batch.extend_from_slice(records);
+    let crc = crc32c::crc32c(&batch[ATTRIBUTES..]);
+    batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    batch
+}
+
 /// Builds a valid uncompressed v2 batch of `count` records with `value_len`-byte values; for
 /// tests, benchmarks and tools. Records have no key and no headers.
 pub fn build_batch(count: i32, value_len: usize, timestamp_ms: i64) -> Vec<u8> {
@@ -258,26 +283,7 @@ pub fn build_batch_with(count: i32, value_len: usize, timestamp_ms: i64, fill: u
         put_varint(&mut records, body.len() as i64);
         records.extend_from_slice(&body);
     }
-    let mut batch = Vec::with_capacity(HEADER_LEN + records.len());
-    batch.extend_from_slice(&0i64.to_be_bytes());
-    batch.extend_from_slice(
-        &((HEADER_LEN - LENGTH_PREFIX_LEN + records.len()) as i32).to_be_bytes(),
-    );
-    batch.extend_from_slice(&0i32.to_be_bytes()); // partitionLeaderEpoch
-    batch.push(MAGIC_V2 as u8);
-    batch.extend_from_slice(&[0; 4]); // crc, filled below
-    batch.extend_from_slice(&0i16.to_be_bytes()); // attributes
-    batch.extend_from_slice(&(count - 1).to_be_bytes());
-    batch.extend_from_slice(&timestamp_ms.to_be_bytes());
-    batch.extend_from_slice(&timestamp_ms.to_be_bytes());
-    batch.extend_from_slice(&(-1i64).to_be_bytes()); // producerId
-    batch.extend_from_slice(&(-1i16).to_be_bytes()); // producerEpoch
-    batch.extend_from_slice(&(-1i32).to_be_bytes()); // baseSequence
-    batch.extend_from_slice(&count.to_be_bytes());
-    batch.extend_from_slice(&records);
-    let crc = crc32c::crc32c(&batch[ATTRIBUTES..]);
-    batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
-    batch
+    assemble(&records, count, timestamp_ms, timestamp_ms)
 }
 
 /// Builds an uncompressed v2 batch of keyed records (a `None` value is a tombstone), all with
@@ -304,24 +310,7 @@ pub fn build_keyed_batch(records: &[(&[u8], Option<&[u8]>)], timestamp_ms: i64) 
         body.extend_from_slice(&record);
     }
     let count = records.len() as i32;
-    let mut batch = Vec::with_capacity(HEADER_LEN + body.len());
-    batch.extend_from_slice(&0i64.to_be_bytes());
-    batch.extend_from_slice(&((HEADER_LEN - LENGTH_PREFIX_LEN + body.len()) as i32).to_be_bytes());
-    batch.extend_from_slice(&0i32.to_be_bytes());
-    batch.push(MAGIC_V2 as u8);
-    batch.extend_from_slice(&[0; 4]);
-    batch.extend_from_slice(&0i16.to_be_bytes());
-    batch.extend_from_slice(&(count - 1).to_be_bytes());
-    batch.extend_from_slice(&timestamp_ms.to_be_bytes());
-    batch.extend_from_slice(&timestamp_ms.to_be_bytes());
-    batch.extend_from_slice(&(-1i64).to_be_bytes());
-    batch.extend_from_slice(&(-1i16).to_be_bytes());
-    batch.extend_from_slice(&(-1i32).to_be_bytes());
-    batch.extend_from_slice(&count.to_be_bytes());
-    batch.extend_from_slice(&body);
-    let crc = crc32c::crc32c(&batch[ATTRIBUTES..]);
-    batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
-    batch
+    assemble(&body, count, timestamp_ms, timestamp_ms)
 }
 
 /// One record of an uncompressed batch.
@@ -354,24 +343,7 @@ pub fn build_batch_at(timestamps: &[i64]) -> Vec<u8> {
     }
     let count = timestamps.len() as i32;
     let max = *timestamps.iter().max().expect("non-empty");
-    let mut batch = Vec::with_capacity(HEADER_LEN + body.len());
-    batch.extend_from_slice(&0i64.to_be_bytes());
-    batch.extend_from_slice(&((HEADER_LEN - LENGTH_PREFIX_LEN + body.len()) as i32).to_be_bytes());
-    batch.extend_from_slice(&0i32.to_be_bytes());
-    batch.push(MAGIC_V2 as u8);
-    batch.extend_from_slice(&[0; 4]);
-    batch.extend_from_slice(&0i16.to_be_bytes());
-    batch.extend_from_slice(&(count - 1).to_be_bytes());
-    batch.extend_from_slice(&base.to_be_bytes());
-    batch.extend_from_slice(&max.to_be_bytes());
-    batch.extend_from_slice(&(-1i64).to_be_bytes());
-    batch.extend_from_slice(&(-1i16).to_be_bytes());
-    batch.extend_from_slice(&(-1i32).to_be_bytes());
-    batch.extend_from_slice(&count.to_be_bytes());
-    batch.extend_from_slice(&body);
-    let crc = crc32c::crc32c(&batch[ATTRIBUTES..]);
-    batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
-    batch
+    assemble(&body, count, base, max)
 }
 
 /// The records of an uncompressed batch; None if the batch is compressed or its records are
