@@ -241,3 +241,26 @@ def test_offsets_of_a_deleted_topic_are_cleaned_up(group_broker):
     create_topic(group_broker.bootstrap, "gone", 1)
     assert c.committed([TopicPartition("gone", 0)], timeout=10)[0].offset < 0, "the old topic's offset is gone"
     c.close()
+
+
+def test_a_restarted_static_member_gets_its_partitions_back_without_a_rebalance(group_broker):
+    create_topic(group_broker.bootstrap, "static", 4)
+    revoked = []
+
+    def static(instance):
+        c = consumer(group_broker.bootstrap, "statics", **{"group.instance.id": instance, "session.timeout.ms": 10000})
+        c.subscribe(["static"], on_revoke=lambda c, parts: revoked.append((instance, [p.partition for p in parts])))
+        return c
+
+    a, b = static("a"), static("b")
+    first = settle([a, b], 4)
+    revoked.clear()
+    a.close()  # a static member leaves no LeaveGroup behind: its place waits for it
+    a = static("a")
+    again = settle([a, b], 4, timeout=30)
+    assert again == first, "the restarted member owns what it owned before"
+    for _ in range(20):
+        b.poll(0.1)
+    assert [r for r in revoked if r[0] == "b" and r[1]] == [], "the other member saw no rebalance"
+    a.close()
+    b.close()

@@ -12,14 +12,16 @@ use crate::shard::{LocalFuture, Shard};
 pub(super) fn decode(
     version: i16,
     body: &mut Reader,
-) -> Result<(String, i32, String), DecodeError> {
+) -> Result<(String, i32, String, Option<String>), DecodeError> {
     let group = body.string()?;
     let generation = body.i32()?;
     let member_id = body.string()?;
-    if version >= 3 {
-        let _instance_id = body.nullable_string()?;
-    }
-    Ok((group, generation, member_id))
+    let instance_id = if version >= 3 {
+        body.nullable_string()?
+    } else {
+        None
+    };
+    Ok((group, generation, member_id, instance_id))
 }
 
 pub async fn handle(
@@ -27,13 +29,13 @@ pub async fn handle(
     header: &RequestHeader,
     mut body: Reader,
 ) -> Result<Response, DecodeError> {
-    let (group, generation, member_id) = decode(header.api_version, &mut body)?;
+    let (group, generation, member_id, instance_id) = decode(header.api_version, &mut body)?;
     let owner = shard.group_owner(&group);
     let work = move |owner: Rc<Shard>| -> LocalFuture<i16> {
         Box::pin(async move {
             owner
                 .coordinator()
-                .heartbeat(&group, generation, &member_id)
+                .heartbeat(&group, generation, &member_id, instance_id.as_deref())
         })
     };
     let code = shard

@@ -14,9 +14,11 @@ pub(super) fn decode(version: i16, body: &mut Reader) -> Result<SyncRequest, Dec
     let group = body.string()?;
     let generation = body.i32()?;
     let member_id = body.string()?;
-    if version >= 3 {
-        let _instance_id = body.nullable_string()?;
-    }
+    let instance_id = if version >= 3 {
+        body.nullable_string()?
+    } else {
+        None
+    };
     if version >= 5 {
         let _protocol_type = body.nullable_string()?;
         let _protocol_name = body.nullable_string()?;
@@ -36,6 +38,7 @@ pub(super) fn decode(version: i16, body: &mut Reader) -> Result<SyncRequest, Dec
         group,
         generation,
         member_id,
+        instance_id,
         assignments,
     })
 }

@@ -37,6 +37,7 @@ pub const INVALID_SESSION_TIMEOUT: i16 = 26;
 pub const NON_EMPTY_GROUP: i16 = 68;
 pub const GROUP_ID_NOT_FOUND: i16 = 69;
 pub const INVALID_GROUP_ID: i16 = 24;
+pub const FENCED_INSTANCE_ID: i16 = 82;
 
 /// Kafka's `group.min.session.timeout.ms` and `group.max.session.timeout.ms`.
 const SESSION_TIMEOUT_MS: std::ops::RangeInclusive<i32> = 6_000..=1_800_000;
@@ -112,6 +113,7 @@ pub struct SyncRequest {
     pub group: String,
     pub generation: i32,
     pub member_id: String,
+    pub instance_id: Option<String>,
     pub assignments: Vec<(String, Bytes)>,
 }
 
@@ -179,6 +181,31 @@ impl Group {
 
     fn member(&mut self, id: &str) -> Option<&mut Member> {
         self.members.iter_mut().find(|m| m.id == id)
+    }
+
+    /// (id, instance id, metadata for the chosen protocol) of every member: what the leader gets.
+    fn member_list(&self) -> Vec<(String, Option<String>, Bytes)> {
+        let protocol = self.protocol.clone().unwrap_or_default();
+        self.members
+            .iter()
+            .map(|m| {
+                (
+                    m.id.clone(),
+                    m.instance_id.clone(),
+                    m.metadata_for(&protocol),
+                )
+            })
+            .collect()
+    }
+
+    /// A static member's old id, replaced since by a restart of the same instance (KIP-345).
+    fn fenced(&self, member_id: &str, instance_id: Option<&str>) -> bool {
+        let Some(instance) = instance_id else {
+            return false;
+        };
+        self.members
+            .iter()
+            .any(|m| m.instance_id.as_deref() == Some(instance) && m.id != member_id)
     }
 
     fn has_member(&self, id: &str) -> bool {
@@ -273,15 +300,7 @@ impl Group {
         }
         self.state = State::CompletingRebalance;
         tracing::debug!(group = %self.id, generation = self.generation, leader = ?self.leader, members = self.members.len(), "join phase complete");
-        let protocol = self.protocol.clone().unwrap_or_default();
-        let everyone: Vec<(String, Option<String>, Bytes)> = self
-            .members
-            .iter()
-            .map(|m| {
-                let metadata = m.metadata_for(&protocol);
-                (m.id.clone(), m.instance_id.clone(), metadata)
-            })
-            .collect();
+        let everyone = self.member_list();
         let leader = self.leader.clone().unwrap_or_default();
         for member in &mut self.members {
             member.joined = false;
@@ -336,6 +355,67 @@ impl Group {
             _ => {}
         }
     }
+}
+
+enum StaticJoin {
+    /// Answer now (fenced, or a restarted static follower taking its place back).
+    Answer(JoinResult),
+    /// Go on as a join of this (known) member id.
+    Continue(String),
+    /// A static member the group has not seen: join as a new member.
+    New,
+}
+
+/// KIP-345: a join carrying a group instance id. A restarted static member (empty member id)
+/// takes over its old place under a new member id, keeping its assignment: in a stable group it
+/// gets the current generation back with no rebalance (a leader also gets the member list, as
+/// Kafka answers it; its SyncGroup then returns the assignment it already has). A changed
+/// subscription rebalances. A member id that is not the instance's current one is fenced.
+fn static_join(
+    group: &mut Group,
+    instance: &str,
+    request: &JoinRequest,
+    now: Instant,
+) -> StaticJoin {
+    let current = group
+        .members
+        .iter()
+        .find(|m| m.instance_id.as_deref() == Some(instance))
+        .map(|m| m.id.clone());
+    let Some(old_id) = current else {
+        return StaticJoin::New;
+    };
+    if !request.member_id.is_empty() {
+        if request.member_id != old_id {
+            return StaticJoin::Answer(JoinResult::error(FENCED_INSTANCE_ID, &request.member_id));
+        }
+        return StaticJoin::Continue(old_id);
+    }
+    let new_id = member_id_for(&request.client_id);
+    let was_leader = group.leader.as_deref() == Some(old_id.as_str());
+    let member = group.member(&old_id).expect("found above");
+    member.id = new_id.clone();
+    member.heartbeat_deadline = now + member.session_timeout;
+    let unchanged = member.protocols == request.protocols;
+    if was_leader {
+        group.leader = Some(new_id.clone());
+    }
+    if unchanged && group.state == State::Stable {
+        return StaticJoin::Answer(JoinResult {
+            error_code: error_code::NONE,
+            generation: group.generation,
+            protocol_type: group.protocol_type.clone(),
+            protocol: group.protocol.clone(),
+            leader: group.leader.clone().unwrap_or_default(),
+            members: if was_leader {
+                group.member_list()
+            } else {
+                Vec::new()
+            },
+            member_id: new_id,
+        });
+    }
+    StaticJoin::Continue(new_id)
 }
 
 /// Settings the coordinator needs from the broker's configuration.
@@ -447,8 +527,20 @@ impl Coordinator {
             ));
         }
         group.last_activity_ms = now_ms();
+        if let Some(instance) = &request.instance_id {
+            match static_join(group, instance, &request, now) {
+                StaticJoin::Answer(result) => return Ok(result),
+                StaticJoin::Continue(member_id) => {
+                    return self.join_known(group, request, member_id, now)
+                }
+                StaticJoin::New => {}
+            }
+        }
         let mut member_id = request.member_id.clone();
-        if member_id.is_empty() {
+        if request.instance_id.is_some() {
+            // A new static member: no MEMBER_ID_REQUIRED round trip (KIP-345).
+            member_id = member_id_for(&request.client_id);
+        } else if member_id.is_empty() {
             member_id = member_id_for(&request.client_id);
             if request.require_known_member_id {
                 group.pending_ids.push(member_id.clone());
@@ -459,6 +551,17 @@ impl Coordinator {
         } else if !group.has_member(&member_id) {
             return Ok(JoinResult::error(UNKNOWN_MEMBER_ID, &member_id));
         }
+        self.join_known(group, request, member_id, now)
+    }
+
+    /// Registers the join of a member whose id is settled (new, or known to the group).
+    fn join_known(
+        &self,
+        group: &mut Group,
+        request: JoinRequest,
+        member_id: String,
+        now: Instant,
+    ) -> Result<JoinResult, Receiver<JoinResult>> {
         let (tx, rx) = oneshot();
         let session_timeout = Duration::from_millis(request.session_timeout_ms as u64);
         let rebalance_timeout = Duration::from_millis(
@@ -533,6 +636,9 @@ impl Coordinator {
         let Some(group) = groups.get_mut(&request.group) else {
             return error(UNKNOWN_MEMBER_ID);
         };
+        if group.fenced(&request.member_id, request.instance_id.as_deref()) {
+            return error(FENCED_INSTANCE_ID);
+        }
         if !group.has_member(&request.member_id) {
             return error(UNKNOWN_MEMBER_ID);
         }
@@ -581,12 +687,21 @@ impl Coordinator {
         Err(rx)
     }
 
-    pub fn heartbeat(&self, group_id: &str, generation: i32, member_id: &str) -> i16 {
+    pub fn heartbeat(
+        &self,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+    ) -> i16 {
         let now = Instant::now();
         let mut groups = self.groups.borrow_mut();
         let Some(group) = groups.get_mut(group_id) else {
             return UNKNOWN_MEMBER_ID;
         };
+        if group.fenced(member_id, instance_id) {
+            return FENCED_INSTANCE_ID;
+        }
         let state = group.state;
         let current = group.generation;
         let Some(member) = group.member(member_id) else {

@@ -153,13 +153,14 @@ fn the_classic_protocol_answers_as_kafka_does() {
             1,
             "the leader gets every member's metadata"
         );
-        assert_eq!(c.heartbeat("g", 1, &id), error_code::NONE);
-        assert_eq!(c.heartbeat("g", 7, &id), ILLEGAL_GENERATION);
-        assert_eq!(c.heartbeat("g", 1, "stranger"), UNKNOWN_MEMBER_ID);
+        assert_eq!(c.heartbeat("g", 1, &id, None), error_code::NONE);
+        assert_eq!(c.heartbeat("g", 7, &id, None), ILLEGAL_GENERATION);
+        assert_eq!(c.heartbeat("g", 1, "stranger", None), UNKNOWN_MEMBER_ID);
         let bad_sync = c.sync(SyncRequest {
             group: "g".into(),
             generation: 2,
             member_id: id.clone(),
+            instance_id: None,
             assignments: vec![],
         });
         assert!(matches!(
@@ -173,6 +174,7 @@ fn the_classic_protocol_answers_as_kafka_does() {
             group: "g".into(),
             generation: 1,
             member_id: id.clone(),
+            instance_id: None,
             assignments: vec![(id.clone(), Bytes::from_static(b"all"))],
         });
         let synced = match sync {
@@ -199,7 +201,7 @@ fn the_classic_protocol_answers_as_kafka_does() {
         let Err(second_pending) = c.join(join_request("g", &second)) else {
             panic!("waits")
         };
-        assert_eq!(c.heartbeat("g", 1, &id), REBALANCE_IN_PROGRESS);
+        assert_eq!(c.heartbeat("g", 1, &id, None), REBALANCE_IN_PROGRESS);
         let Err(first_pending) = c.join(join_request("g", &id)) else {
             panic!("rejoins")
         };
@@ -220,6 +222,118 @@ fn the_classic_protocol_answers_as_kafka_does() {
         );
         assert_eq!(c.leave("g", &[(second, None)]), vec![UNKNOWN_MEMBER_ID]);
         assert_eq!(c.delete("g").await, NON_EMPTY_GROUP);
+        c.close().await;
+    });
+}
+
+fn static_request(group: &str, member: &str, instance: &str) -> JoinRequest {
+    JoinRequest {
+        instance_id: Some(instance.into()),
+        ..join_request(group, member)
+    }
+}
+
+async fn settle_join(c: &Coordinator, request: JoinRequest) -> JoinResult {
+    match c.join(request) {
+        Ok(result) => result,
+        Err(waiting) => {
+            c.tick();
+            waiting.await.expect("joined")
+        }
+    }
+}
+
+async fn sync(
+    c: &Coordinator,
+    group: &str,
+    generation: i32,
+    member: &str,
+    instance: Option<&str>,
+    assign: Vec<(String, Bytes)>,
+) -> SyncResult {
+    let request = SyncRequest {
+        group: group.into(),
+        generation,
+        member_id: member.into(),
+        instance_id: instance.map(Into::into),
+        assignments: assign,
+    };
+    match c.sync(request) {
+        Ok(result) => result,
+        Err(waiting) => waiting.await.expect("synced"),
+    }
+}
+
+#[test]
+fn a_restarted_static_member_takes_its_place_back_without_a_rebalance() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime");
+    runtime.block_on(async {
+        let c = Coordinator::open(dir.path(), 0, 1, config(i64::MAX / 4))
+            .await
+            .expect("open");
+        // Static members need no MEMBER_ID_REQUIRED round trip.
+        let (a_pending, b_pending) = match (
+            c.join(static_request("s", "", "a")),
+            c.join(static_request("s", "", "b")),
+        ) {
+            (Err(a), Err(b)) => (a, b),
+            _ => panic!("static members join at once"),
+        };
+        c.tick();
+        let (a, b) = (a_pending.await.expect("a"), b_pending.await.expect("b"));
+        assert_eq!((a.generation, b.generation), (1, 1));
+        let (leader, follower) = if a.leader == a.member_id {
+            (&a, &b)
+        } else {
+            (&b, &a)
+        };
+        let follower_instance = if follower.member_id == a.member_id {
+            "a"
+        } else {
+            "b"
+        };
+        let assignments = vec![
+            (leader.member_id.clone(), Bytes::from_static(b"L")),
+            (follower.member_id.clone(), Bytes::from_static(b"F")),
+        ];
+        let (synced_leader, synced_follower) = (
+            sync(&c, "s", 1, &leader.member_id, None, assignments).await,
+            sync(&c, "s", 1, &follower.member_id, None, vec![]).await,
+        );
+        assert_eq!(
+            (
+                &synced_leader.assignment[..],
+                &synced_follower.assignment[..]
+            ),
+            (&b"L"[..], &b"F"[..])
+        );
+
+        // The follower restarts (no LeaveGroup, a new process: empty member id).
+        let back = settle_join(&c, static_request("s", "", follower_instance)).await;
+        assert_eq!(back.error_code, error_code::NONE);
+        assert_eq!(back.generation, 1, "no rebalance: the same generation");
+        assert_ne!(back.member_id, follower.member_id);
+        let resumed = sync(&c, "s", 1, &back.member_id, Some(follower_instance), vec![]).await;
+        assert_eq!(&resumed.assignment[..], b"F", "its assignment is kept");
+        assert_eq!(
+            c.heartbeat("s", 1, &leader.member_id, None),
+            error_code::NONE,
+            "the leader saw no rebalance"
+        );
+        // The old incarnation is fenced.
+        assert_eq!(
+            c.heartbeat("s", 1, &follower.member_id, Some(follower_instance)),
+            FENCED_INSTANCE_ID
+        );
+        let zombie = c.join(static_request("s", &follower.member_id, follower_instance));
+        assert!(matches!(
+            zombie,
+            Ok(JoinResult {
+                error_code: FENCED_INSTANCE_ID,
+                ..
+            })
+        ));
         c.close().await;
     });
 }
