@@ -51,3 +51,14 @@ def test_starts_on_an_empty_directory_and_sigint_stops_cleanly(make_broker, tmp_
     b = make_broker(data_dir=tmp_path / "fresh" / "nested")
     kcat("-b", b.bootstrap, "-P", "-t", "t", input=b"hello\n")
     assert b.stop(signal.SIGINT) == 0
+
+
+def test_shutdown_does_not_wait_for_fsync_intervals(make_broker):
+    import time
+
+    b = make_broker("--fsync", "interval:5000")
+    for topic in ("i1", "i2", "i3"):
+        kcat("-b", b.bootstrap, "-P", "-t", topic, input=b"x\n")
+    started = time.time()
+    assert b.stop(signal.SIGTERM) == 0
+    assert time.time() - started < 4, "SIGTERM waited for 5 s fsync intervals"

@@ -5,6 +5,7 @@
 //! of the engine, the broker and the load generator use only its safe API. See
 //! `shared/REACTOR.md` for the rules it follows and the bugs it is built to avoid.
 
+mod combine;
 mod executor;
 mod net;
 mod notify;
@@ -12,6 +13,7 @@ mod op;
 mod ring;
 mod signal;
 
+pub use combine::{any, join_all, select, timeout, Either};
 pub use executor::{spawn, yield_now, JoinHandle, Runtime, RuntimeConfig};
 pub use net::{
     accept, current_affinity, listen_reuseport, pin_current_thread, recv, send_all, set_nodelay,

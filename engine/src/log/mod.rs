@@ -133,6 +133,8 @@ pub struct Partition {
     sync_work: Notify,
     /// Wakes waiters: the written or durable offset moved, or the partition failed.
     progress: Notify,
+    /// Fired once, by `close`: wakes tasks that sleep on timers (the interval ticker).
+    closed: Notify,
     tasks: RefCell<Vec<JoinHandle<()>>>,
     #[cfg(feature = "fault-injection")]
     faults: Cell<Faults>,
@@ -408,6 +410,7 @@ impl Partition {
         self.state.borrow_mut().closing = true;
         self.work.notify_all();
         self.sync_work.notify_all();
+        self.closed.notify_all();
         let tasks = std::mem::take(&mut *self.tasks.borrow_mut());
         for task in tasks {
             task.await;

@@ -105,6 +105,7 @@ pub(super) async fn open(dir: &Path, config: LogConfig) -> Result<Rc<Partition>,
         work: Notify::new(),
         sync_work: Notify::new(),
         progress: Notify::new(),
+        closed: Notify::new(),
         tasks: RefCell::new(Vec::new()),
         #[cfg(feature = "fault-injection")]
         faults: Cell::new(Default::default()),

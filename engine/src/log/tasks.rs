@@ -16,7 +16,7 @@ use bytes::Bytes;
 use super::{Job, Partition};
 use crate::config::FsyncPolicy;
 use crate::error::StorageError;
-use crate::io::{fdatasync, sleep, spawn, write_all_at};
+use crate::io::{fdatasync, spawn, timeout, write_all_at};
 use crate::segment::{Segment, SegmentFile};
 
 impl Partition {
@@ -238,8 +238,18 @@ async fn run_syncer(partition: Rc<Partition>) {
 }
 
 async fn run_ticker(partition: Rc<Partition>, every: Duration) {
+    let mut next = Instant::now() + every;
     loop {
-        sleep(every).await;
+        // Wake at the next tick, or at close: a long interval must not hold up shutdown.
+        let notified = partition.closed.notified();
+        if partition.state.borrow().closing {
+            return;
+        }
+        let remaining = next.saturating_duration_since(Instant::now());
+        if timeout(remaining, notified).await.is_some() {
+            continue;
+        }
+        next += every;
         {
             let mut state = partition.state.borrow_mut();
             if state.closing || state.poisoned.is_some() {

@@ -1,5 +1,5 @@
 //! Small synchronisation tools for shard tasks: a oneshot reply channel that crosses threads,
-//! and `select`/`timeout` over futures.
+//! and (re-exported from the engine) `select`/`timeout` over futures.
 //!
 //! The oneshot is the one place a value moves between shards on a reply: a mutex that only the
 //! two ends touch, once each, never held across an await.
@@ -8,7 +8,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
 
 struct Slot<T> {
     value: Option<T>,
@@ -84,75 +83,4 @@ impl<T> Future for Receiver<T> {
     }
 }
 
-pub enum Either<A, B> {
-    Left(A),
-    Right(B),
-}
-
-/// Runs both futures; returns the first to finish (the other is dropped).
-pub async fn select<A: Future, B: Future>(a: A, b: B) -> Either<A::Output, B::Output> {
-    let mut a = std::pin::pin!(a);
-    let mut b = std::pin::pin!(b);
-    std::future::poll_fn(|cx| {
-        if let Poll::Ready(out) = a.as_mut().poll(cx) {
-            return Poll::Ready(Either::Left(out));
-        }
-        if let Poll::Ready(out) = b.as_mut().poll(cx) {
-            return Poll::Ready(Either::Right(out));
-        }
-        Poll::Pending
-    })
-    .await
-}
-
-/// `future`'s output, or None if `limit` passes first.
-pub async fn timeout<F: Future>(limit: Duration, future: F) -> Option<F::Output> {
-    match select(future, ringtail_engine::io::sleep(limit)).await {
-        Either::Left(out) => Some(out),
-        Either::Right(()) => None,
-    }
-}
-
-/// Completes when any of `futures` does (or at once if there are none).
-pub async fn any<F: Future>(futures: Vec<F>) {
-    if futures.is_empty() {
-        return;
-    }
-    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
-    std::future::poll_fn(|cx| {
-        for future in futures.iter_mut() {
-            if future.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(());
-            }
-        }
-        Poll::Pending
-    })
-    .await
-}
-
-/// Runs all `futures` concurrently; their outputs in order.
-pub async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
-    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
-    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
-            if output.is_none() {
-                match future.as_mut().poll(cx) {
-                    Poll::Ready(out) => *output = Some(out),
-                    Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            Poll::Pending
-        } else {
-            Poll::Ready(())
-        }
-    })
-    .await;
-    outputs
-        .into_iter()
-        .map(|o| o.expect("every future finished"))
-        .collect()
-}
+pub use ringtail_engine::io::{any, join_all, select, timeout, Either};
