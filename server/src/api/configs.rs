@@ -160,18 +160,15 @@ fn broker_entries(config: &Config) -> Vec<(String, String, i8, i8)> {
 pub(super) type DescribeRequest = Vec<(i8, String, Option<Vec<String>>)>;
 
 pub(super) fn decode_describe(body: &mut Reader) -> Result<DescribeRequest, DecodeError> {
-    let count = body.array(4)?;
-    let mut resources = Vec::with_capacity(count);
-    for _ in 0..count {
+    let resources = body.structs(4, |body| {
         let resource_type = body.i8()?;
         let resource_name = body.string()?;
         let keys: Option<Vec<String>> = match body.nullable_array(2)? {
             None => None,
             Some(n) => Some((0..n).map(|_| body.string()).collect::<Result<_, _>>()?),
         };
-        body.tagged_fields()?;
-        resources.push((resource_type, resource_name, keys));
-    }
+        Ok((resource_type, resource_name, keys))
+    })?;
     Ok(resources)
 }
 

@@ -24,43 +24,30 @@ pub(super) struct Requested {
 }
 
 pub(super) fn decode(body: &mut Reader) -> Result<(Vec<Requested>, bool), DecodeError> {
-    let count = body.array(9)?;
-    let mut topics = Vec::with_capacity(count);
-    for _ in 0..count {
+    let topics = body.structs(9, |body| {
         let name = body.string()?;
         let partitions = body.i32()?;
         let replication_factor = body.i16()?;
-        let assignment_count = body.array(8)?;
-        let mut assignments = Vec::with_capacity(assignment_count);
-        for _ in 0..assignment_count {
+        let assignments = body.structs(8, |body| {
             let _partition_index = body.i32()?;
-            let broker_count = body.array(4)?;
-            let mut brokers = Vec::with_capacity(broker_count);
-            for _ in 0..broker_count {
-                brokers.push(body.i32()?);
-            }
-            body.tagged_fields()?;
-            assignments.push(brokers);
-        }
-        let config_count = body.array(3)?;
-        let mut configs = BTreeMap::new();
-        for _ in 0..config_count {
-            let key = body.string()?;
-            let value = body.nullable_string()?;
-            body.tagged_fields()?;
-            if let Some(value) = value {
-                configs.insert(key, value);
-            }
-        }
-        body.tagged_fields()?;
-        topics.push(Requested {
+            let brokers = body.array(4)?;
+            (0..brokers)
+                .map(|_| body.i32())
+                .collect::<Result<Vec<_>, _>>()
+        })?;
+        let configs = body.structs(3, |body| Ok((body.string()?, body.nullable_string()?)))?;
+        let configs = configs
+            .into_iter()
+            .filter_map(|(key, value)| value.map(|v| (key, v)))
+            .collect();
+        Ok(Requested {
             name,
             partitions,
             replication_factor,
             assignments,
             configs,
-        });
-    }
+        })
+    })?;
     let _timeout_ms = body.i32()?;
     let validate_only = body.bool()?;
     Ok((topics, validate_only))

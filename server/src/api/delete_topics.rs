@@ -17,21 +17,14 @@ pub(super) fn decode(
     version: i16,
     body: &mut Reader,
 ) -> Result<Vec<(Option<String>, [u8; 16])>, DecodeError> {
-    let mut wanted: Vec<(Option<String>, [u8; 16])> = Vec::new();
-    if version >= 6 {
-        let count = body.array(18)?;
-        for _ in 0..count {
-            let name = body.nullable_string()?;
-            let id = body.uuid()?;
-            body.tagged_fields()?;
-            wanted.push((name, id));
-        }
+    let wanted = if version >= 6 {
+        body.structs(18, |body| Ok((body.nullable_string()?, body.uuid()?)))?
     } else {
         let count = body.array(2)?;
-        for _ in 0..count {
-            wanted.push((Some(body.string()?), [0; 16]));
-        }
-    }
+        (0..count)
+            .map(|_| Ok((Some(body.string()?), [0; 16])))
+            .collect::<Result<Vec<_>, DecodeError>>()?
+    };
     Ok(wanted)
 }
 

@@ -52,17 +52,13 @@ pub(super) fn decode(version: i16, body: &mut Reader) -> Result<Request, DecodeE
         let _session_id = body.i32()?;
         let _session_epoch = body.i32()?;
     }
-    let topic_count = body.array(5)?;
-    let mut topics = Vec::with_capacity(topic_count);
-    for _ in 0..topic_count {
+    let topics = body.structs(5, |body| {
         let (name, id) = if version >= 13 {
             (None, body.uuid()?)
         } else {
             (Some(body.string()?), [0; 16])
         };
-        let partition_count = body.array(16)?;
-        let mut partitions = Vec::with_capacity(partition_count);
-        for _ in 0..partition_count {
+        let partitions = body.structs(16, |body| {
             let index = body.i32()?;
             if version >= 9 {
                 let _current_leader_epoch = body.i32()?;
@@ -74,21 +70,18 @@ pub(super) fn decode(version: i16, body: &mut Reader) -> Result<Request, DecodeE
             if version >= 5 {
                 let _log_start_offset = body.i64()?;
             }
-            let max_bytes = body.i32()?;
-            body.tagged_fields()?;
-            partitions.push(PartitionRequest {
+            Ok(PartitionRequest {
                 index,
                 fetch_offset,
-                max_bytes,
-            });
-        }
-        body.tagged_fields()?;
-        topics.push(TopicRequest {
+                max_bytes: body.i32()?,
+            })
+        })?;
+        Ok(TopicRequest {
             name,
             id,
             partitions,
-        });
-    }
+        })
+    })?;
     // Forgotten topics (v7+), rack id (v11+) and tagged fields need no answer.
     Ok(Request {
         max_wait_ms,

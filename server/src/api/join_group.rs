@@ -33,17 +33,14 @@ pub(super) fn decode(
         None
     };
     let protocol_type = body.string()?;
-    let count = body.array(3)?;
-    let mut protocols = Vec::with_capacity(count);
-    for _ in 0..count {
-        let name = body.string()?;
-        let metadata = body
-            .nullable_bytes()?
-            .map(|b| b.freeze())
-            .unwrap_or_default();
-        body.tagged_fields()?;
-        protocols.push((name, metadata));
-    }
+    let protocols = body.structs(3, |body| {
+        Ok((
+            body.string()?,
+            body.nullable_bytes()?
+                .map(|b| b.freeze())
+                .unwrap_or_default(),
+        ))
+    })?;
     Ok(JoinRequest {
         group,
         member_id,

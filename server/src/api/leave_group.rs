@@ -16,14 +16,7 @@ pub(super) fn decode(version: i16, body: &mut Reader) -> Result<Request, DecodeE
     if version < 3 {
         return Ok((group, vec![(body.string()?, None)]));
     }
-    let count = body.array(2)?;
-    let mut members = Vec::with_capacity(count);
-    for _ in 0..count {
-        let member_id = body.string()?;
-        let instance_id = body.nullable_string()?;
-        body.tagged_fields()?;
-        members.push((member_id, instance_id));
-    }
+    let members = body.structs(2, |body| Ok((body.string()?, body.nullable_string()?)))?;
     Ok((group, members))
 }
 

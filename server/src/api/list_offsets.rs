@@ -24,24 +24,17 @@ pub(super) fn decode(version: i16, body: &mut Reader) -> Result<Request, DecodeE
     if version >= 2 {
         let _isolation_level = body.i8()?;
     }
-    let topic_count = body.array(3)?;
-    let mut requests = Vec::with_capacity(topic_count);
-    for _ in 0..topic_count {
+    let requests = body.structs(3, |body| {
         let name = body.string()?;
-        let partition_count = body.array(12)?;
-        let mut partitions = Vec::with_capacity(partition_count);
-        for _ in 0..partition_count {
+        let partitions = body.structs(12, |body| {
             let index = body.i32()?;
             if version >= 4 {
                 let _current_leader_epoch = body.i32()?;
             }
-            let timestamp = body.i64()?;
-            body.tagged_fields()?;
-            partitions.push((index, timestamp));
-        }
-        body.tagged_fields()?;
-        requests.push((name, partitions));
-    }
+            Ok((index, body.i64()?))
+        })?;
+        Ok((name, partitions))
+    })?;
     Ok(requests)
 }
 

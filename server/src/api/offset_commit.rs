@@ -35,26 +35,19 @@ pub(super) fn decode(version: i16, body: &mut Reader) -> Result<Request, DecodeE
     if (2..=4).contains(&version) {
         let _retention_time_ms = body.i64()?;
     }
-    let topic_count = body.array(3)?;
-    let mut topics = Vec::with_capacity(topic_count);
-    for _ in 0..topic_count {
+    let topics = body.structs(3, |body| {
         let name = body.string()?;
-        let count = body.array(14)?;
-        let mut partitions = Vec::with_capacity(count);
-        for _ in 0..count {
+        let partitions = body.structs(14, |body| {
             let index = body.i32()?;
             let offset = body.i64()?;
             let leader_epoch = if version >= 6 { body.i32()? } else { -1 };
             if version == 1 {
                 let _commit_timestamp = body.i64()?;
             }
-            let metadata = body.nullable_string()?;
-            body.tagged_fields()?;
-            partitions.push((index, offset, leader_epoch, metadata));
-        }
-        body.tagged_fields()?;
-        topics.push((name, partitions));
-    }
+            Ok((index, offset, leader_epoch, body.nullable_string()?))
+        })?;
+        Ok((name, partitions))
+    })?;
     Ok(Request {
         group,
         generation,

@@ -60,21 +60,16 @@ pub(super) fn decode(body: &mut Reader) -> Result<(i16, Vec<TopicData>), DecodeE
     let _transactional_id = body.nullable_string()?;
     let acks = body.i16()?;
     let _timeout_ms = body.i32()?;
-    let topic_count = body.array(3)?;
-    let mut topics = Vec::with_capacity(topic_count);
-    for _ in 0..topic_count {
+    let topics = body.structs(3, |body| {
         let name = body.string()?;
-        let partition_count = body.array(5)?;
-        let mut partitions = Vec::with_capacity(partition_count);
-        for _ in 0..partition_count {
-            let index = body.i32()?;
-            let records = body.nullable_bytes()?;
-            body.tagged_fields()?;
-            partitions.push(PartitionData { index, records });
-        }
-        body.tagged_fields()?;
-        topics.push(TopicData { name, partitions });
-    }
+        let partitions = body.structs(5, |body| {
+            Ok(PartitionData {
+                index: body.i32()?,
+                records: body.nullable_bytes()?,
+            })
+        })?;
+        Ok(TopicData { name, partitions })
+    })?;
     body.tagged_fields()?;
     Ok((acks, topics))
 }

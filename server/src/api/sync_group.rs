@@ -23,17 +23,14 @@ pub(super) fn decode(version: i16, body: &mut Reader) -> Result<SyncRequest, Dec
         let _protocol_type = body.nullable_string()?;
         let _protocol_name = body.nullable_string()?;
     }
-    let count = body.array(3)?;
-    let mut assignments = Vec::with_capacity(count);
-    for _ in 0..count {
-        let member = body.string()?;
-        let assignment = body
-            .nullable_bytes()?
-            .map(|b| b.freeze())
-            .unwrap_or_default();
-        body.tagged_fields()?;
-        assignments.push((member, assignment));
-    }
+    let assignments = body.structs(3, |body| {
+        Ok((
+            body.string()?,
+            body.nullable_bytes()?
+                .map(|b| b.freeze())
+                .unwrap_or_default(),
+        ))
+    })?;
     Ok(SyncRequest {
         group,
         generation,

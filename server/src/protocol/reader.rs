@@ -184,6 +184,22 @@ impl Reader {
         Ok(self.nullable_array(min_item_bytes)?.unwrap_or(0))
     }
 
+    /// An array of structs decoded by `item`, each followed by its tagged fields (flexible
+    /// versions); the count is checked against the bytes left before anything is allocated.
+    pub fn structs<T>(
+        &mut self,
+        min_item_bytes: usize,
+        mut item: impl FnMut(&mut Reader) -> Result<T, DecodeError>,
+    ) -> Result<Vec<T>, DecodeError> {
+        let count = self.array(min_item_bytes)?;
+        let mut out = Vec::with_capacity(count);
+        for _ in 0..count {
+            out.push(item(self)?);
+            self.tagged_fields()?;
+        }
+        Ok(out)
+    }
+
     /// Skips a tagged-field section (flexible versions only); unknown tags are ignored, as
     /// Kafka does.
     pub fn tagged_fields(&mut self) -> Result<(), DecodeError> {
