@@ -367,14 +367,8 @@ impl Partition {
     /// deleted. The active segment is never deleted; files still read by a fetch stay open until
     /// the fetch drops them.
     pub fn enforce_retention(&self, now_ms: i64) -> Result<usize, StorageError> {
-        let mut state = self.state.borrow_mut();
-        let mut total: u64 = state.segments.values().map(|s| s.size).sum();
-        let mut deleted = 0;
-        while state.segments.len() > 1 {
-            let (&base, oldest) = state.segments.iter().next().expect("len > 1");
-            if !state.sealed.contains(&base) {
-                break;
-            }
+        let mut total: u64 = self.size_bytes();
+        self.delete_oldest_segments_while(|oldest| {
             let expired = self.config.retention_ms.is_some_and(|limit| {
                 oldest.max_timestamp >= 0 && now_ms - oldest.max_timestamp > limit
             });
@@ -382,10 +376,33 @@ impl Partition {
                 .config
                 .retention_bytes
                 .is_some_and(|limit| total - oldest.size >= limit);
-            if !(expired || oversized) {
+            if expired || oversized {
+                total -= oldest.size;
+                return true;
+            }
+            false
+        })
+    }
+
+    /// Deletes the sealed segments that hold only offsets below `offset` (every later batch
+    /// stays), advancing the log start offset. For logs whose newer records supersede older
+    /// ones (the group coordinator's offsets log, after it wrote a snapshot of its state).
+    pub fn delete_segments_before(&self, offset: i64) -> Result<usize, StorageError> {
+        self.delete_oldest_segments_while(|oldest| oldest.next_offset <= offset)
+    }
+
+    /// Deletes sealed segments, oldest first, while `doomed` says so; never the active one.
+    fn delete_oldest_segments_while(
+        &self,
+        mut doomed: impl FnMut(&Segment) -> bool,
+    ) -> Result<usize, StorageError> {
+        let mut state = self.state.borrow_mut();
+        let mut deleted = 0;
+        while state.segments.len() > 1 {
+            let (&base, oldest) = state.segments.iter().next().expect("len > 1");
+            if !state.sealed.contains(&base) || !doomed(oldest) {
                 break;
             }
-            total -= oldest.size;
             state.segments.remove(&base);
             state.sealed.remove(&base);
             for path in [

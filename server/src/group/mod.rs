@@ -421,6 +421,8 @@ fn static_join(
 /// Settings the coordinator needs from the broker's configuration.
 #[derive(Clone, Debug)]
 pub struct GroupConfig {
+    /// Segment size of the offsets logs (compaction deletes whole sealed segments).
+    pub offsets_segment_bytes: u64,
     pub initial_rebalance_delay: Duration,
     pub offsets_retention_ms: i64,
     pub fsync: FsyncPolicy,
@@ -429,6 +431,8 @@ pub struct GroupConfig {
 pub struct Coordinator {
     config: GroupConfig,
     groups: RefCell<HashMap<String, Group>>,
+    /// Offsets-log writes appended but not yet applied (compaction waits for none).
+    writes_in_flight: std::cell::Cell<usize>,
     /// The internal offsets partitions this shard owns.
     logs: HashMap<u32, Rc<Partition>>,
 }
@@ -462,7 +466,7 @@ impl Coordinator {
         let mut groups: HashMap<String, Group> = HashMap::new();
         let log_config = LogConfig {
             fsync: config.fsync,
-            segment_bytes: 64 << 20,
+            segment_bytes: config.offsets_segment_bytes,
             retention_ms: None,
             retention_bytes: None,
             ..LogConfig::default()
@@ -480,6 +484,7 @@ impl Coordinator {
         Ok(Coordinator {
             config,
             groups: RefCell::new(groups),
+            writes_in_flight: std::cell::Cell::new(0),
             logs,
         })
     }
@@ -832,7 +837,7 @@ impl Coordinator {
                 )
             })
             .collect();
-        append_durably(&log, &records).await?;
+        self.append_durably(&log, &records).await?;
         let mut groups = self.groups.borrow_mut();
         let group = groups
             .entry(group_id.to_string())
@@ -976,7 +981,7 @@ impl Coordinator {
                 )
             })
             .collect();
-        append_durably(&log, &records).await
+        self.append_durably(&log, &records).await
     }
 
     /// Deletes every committed offset of `topic` (the topic was deleted).
@@ -1008,6 +1013,91 @@ impl Coordinator {
         }
     }
 
+    /// Appends records to an offsets log and waits for the acks=all durability rule. Counted
+    /// in `writes_in_flight` until it returns; callers apply the write right after, with no
+    /// await in between, so a compaction never snapshots the map while a write it lacks sits
+    /// in the log.
+    async fn append_durably(
+        &self,
+        log: &Rc<Partition>,
+        records: &[(Vec<u8>, Option<Vec<u8>>)],
+    ) -> Result<(), i16> {
+        let refs: Vec<(&[u8], Option<&[u8]>)> = records
+            .iter()
+            .map(|(k, v)| (k.as_slice(), v.as_deref()))
+            .collect();
+        let batch = build_keyed_batch(&refs, now_ms());
+        let info = log
+            .append(BytesMut::from(&batch[..]), now_ms())
+            .map_err(|e| crate::api::errors::append_error_code(&e))?;
+        self.writes_in_flight.set(self.writes_in_flight.get() + 1);
+        let durable = log.wait_for_ack(info.last_offset, true).await;
+        self.writes_in_flight.set(self.writes_in_flight.get() - 1);
+        durable.map_err(|_| error_code::KAFKA_STORAGE_ERROR)
+    }
+
+    /// Compacts offsets logs with more than `sealed_segments_min` sealed segments: appends every
+    /// live committed offset of their groups as snapshot batches, waits for them to be durable,
+    /// then deletes the segments below the snapshot (every record there is superseded by it).
+    /// Replay from the new log start gives the same offsets. Skipped while an offsets write is
+    /// in flight.
+    pub async fn compact(&self, sealed_segments_min: usize) {
+        for (&partition, log) in &self.logs {
+            if log.segment_count() <= sealed_segments_min + 1 || self.writes_in_flight.get() > 0 {
+                continue;
+            }
+            // Collected and appended with no await in between: no write can slip past it.
+            let records: Vec<(Vec<u8>, Option<Vec<u8>>)> = self
+                .groups
+                .borrow()
+                .values()
+                .filter(|g| offsets::partition_of(&g.id) == partition)
+                .flat_map(|g| {
+                    g.offsets.iter().map(|((topic, p), committed)| {
+                        let key = Key {
+                            group: g.id.clone(),
+                            topic: topic.clone(),
+                            partition: *p,
+                        };
+                        (
+                            offsets::encode_key(&key),
+                            Some(offsets::encode_value(committed)),
+                        )
+                    })
+                })
+                .collect();
+            let snapshot_start = log.log_end_offset();
+            let mut last = None;
+            for chunk in records.chunks(1000) {
+                let refs: Vec<(&[u8], Option<&[u8]>)> = chunk
+                    .iter()
+                    .map(|(k, v)| (k.as_slice(), v.as_deref()))
+                    .collect();
+                match log.append(
+                    BytesMut::from(&build_keyed_batch(&refs, now_ms())[..]),
+                    now_ms(),
+                ) {
+                    Ok(info) => last = Some(info.last_offset),
+                    Err(_) => return,
+                }
+            }
+            if let Some(last) = last {
+                if log.wait_for_ack(last, true).await.is_err() {
+                    return;
+                }
+            }
+            match log.delete_segments_before(snapshot_start) {
+                Ok(deleted) => tracing::debug!(
+                    partition,
+                    deleted,
+                    records = records.len(),
+                    "offsets log compacted"
+                ),
+                Err(err) => tracing::error!("compacting offsets partition {partition}: {err}"),
+            }
+        }
+    }
+
     /// Removes empty groups idle longer than `offsets.retention.minutes`, with their offsets.
     pub async fn expire_groups(&self) {
         let cutoff = now_ms() - self.config.offsets_retention_ms;
@@ -1024,23 +1114,6 @@ impl Coordinator {
             let _ = self.delete(&group_id).await;
         }
     }
-}
-
-async fn append_durably(
-    log: &Rc<Partition>,
-    records: &[(Vec<u8>, Option<Vec<u8>>)],
-) -> Result<(), i16> {
-    let refs: Vec<(&[u8], Option<&[u8]>)> = records
-        .iter()
-        .map(|(k, v)| (k.as_slice(), v.as_deref()))
-        .collect();
-    let batch = build_keyed_batch(&refs, now_ms());
-    let info = log
-        .append(BytesMut::from(&batch[..]), now_ms())
-        .map_err(|e| crate::api::errors::append_error_code(&e))?;
-    log.wait_for_ack(info.last_offset, true)
-        .await
-        .map_err(|_| error_code::KAFKA_STORAGE_ERROR)
 }
 
 /// Rebuilds committed offsets from an offsets log, newest record winning.

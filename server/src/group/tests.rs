@@ -14,6 +14,7 @@ use super::*;
 
 fn config(retention_ms: i64) -> GroupConfig {
     GroupConfig {
+        offsets_segment_bytes: 64 << 20,
         initial_rebalance_delay: Duration::ZERO,
         offsets_retention_ms: retention_ms,
         fsync: FsyncPolicy::AcksAll,
@@ -334,6 +335,68 @@ fn a_restarted_static_member_takes_its_place_back_without_a_rebalance() {
                 ..
             })
         ));
+        c.close().await;
+    });
+}
+
+#[test]
+fn compaction_keeps_every_live_offset_and_drops_the_superseded_segments() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime");
+    let small = || GroupConfig {
+        offsets_segment_bytes: 1024,
+        ..config(i64::MAX / 4)
+    };
+    let expected = runtime.block_on(async {
+        let c = Coordinator::open(dir.path(), 0, 1, small())
+            .await
+            .expect("open");
+        // Many commits over a few keys: most records are superseded.
+        for round in 0..200 {
+            for group in ["g1", "g2"] {
+                let entries = (0..3)
+                    .map(|p| ("t".to_string(), p, committed(round * 10 + i64::from(p))))
+                    .collect();
+                c.commit(group, entries).await.expect("commit");
+            }
+        }
+        c.forget_topic("nothing").await;
+        c.commit("g3", vec![("u".into(), 0, committed(7))])
+            .await
+            .expect("commit");
+        assert_eq!(c.delete("g3").await, error_code::NONE);
+        let before: usize = c.logs.values().map(|l| l.segment_count()).sum();
+        c.compact(0).await;
+        let after: usize = c.logs.values().map(|l| l.segment_count()).sum();
+        assert!(
+            after < before,
+            "compaction deleted segments ({before} -> {after})"
+        );
+        let expected = (offsets_of(&c, "g1"), offsets_of(&c, "g2"));
+        assert_eq!(
+            expected.0,
+            vec![
+                ("t".into(), 0, 1990),
+                ("t".into(), 1, 1991),
+                ("t".into(), 2, 1992)
+            ]
+        );
+        c.close().await;
+        expected
+    });
+    runtime.block_on(async {
+        let c = Coordinator::open(dir.path(), 0, 1, small())
+            .await
+            .expect("reopen");
+        assert_eq!(
+            (offsets_of(&c, "g1"), offsets_of(&c, "g2")),
+            expected,
+            "the same offsets after replaying the compacted log"
+        );
+        assert!(
+            offsets_of(&c, "g3").is_empty(),
+            "a deleted group stays deleted"
+        );
         c.close().await;
     });
 }

@@ -411,6 +411,7 @@ async fn shard_main(
     }
     let config = &shard.shared.config;
     let group_config = crate::group::GroupConfig {
+        offsets_segment_bytes: 64 << 20,
         initial_rebalance_delay: Duration::from_millis(config.group_initial_rebalance_delay_ms),
         offsets_retention_ms: config.offsets_retention_minutes * 60_000,
         fsync: config.fsync,
@@ -506,6 +507,7 @@ async fn run_group_timers(shard: Rc<Shard>) {
         ticks += 1;
         if ticks.is_multiple_of(600) {
             coordinator.expire_groups().await;
+            coordinator.compact(2).await;
         }
     }
 }
