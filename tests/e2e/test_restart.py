@@ -2,13 +2,15 @@
 
 import signal
 
+import pytest
+
 from confluent_kafka import Producer
 
 from helpers import create_topic, consume_all, kcat
 
 
-def produce(bootstrap, topic, count, start=0):
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 2})
+def produce(bootstrap, topic, count, start=0, acks="all"):
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": acks, "linger.ms": 2})
     acked = []
     for i in range(start, start + count):
         producer.produce(topic, key=b"k%d" % i, value=b"v%d" % i, partition=i % 2,
@@ -34,11 +36,13 @@ def test_graceful_restart_keeps_everything(broker):
     assert values(broker.bootstrap, "restart", 1010) == list(range(1010))
 
 
-def test_kill_9_keeps_every_acknowledged_message(broker):
+@pytest.mark.parametrize("fsync,acks", [("acks-all", "all"), ("acks-all", "1"), ("never", "1"), ("always", "1")])
+def test_kill_9_keeps_every_acknowledged_message(make_broker, fsync, acks):
+    broker = make_broker("--fsync", fsync)
     create_topic(broker.bootstrap, "crash", 2)
     total = 0
     for round_ in range(3):
-        acked = produce(broker.bootstrap, "crash", 500, start=total)
+        acked = produce(broker.bootstrap, "crash", 500, start=total, acks=acks)
         assert len(acked) == 500
         total += 500
         broker.kill9()
