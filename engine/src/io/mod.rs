@@ -21,6 +21,6 @@ pub use net::{
 };
 pub use notify::Notify;
 pub use op::{
-    fdatasync, read_at, read_exact_at, sleep, write_all_at, writev_at, FdHolder, IOV_MAX,
+    fdatasync, fsync, read_at, read_exact_at, sleep, write_all_at, writev_at, FdHolder, IOV_MAX,
 };
 pub use signal::{block_termination_signals, wait_termination_signal};

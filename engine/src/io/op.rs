@@ -217,6 +217,16 @@ pub async fn fdatasync<F: FdHolder>(file: F) -> (io::Result<()>, F) {
     (result.map(|_| ()), file)
 }
 
+/// fsync (data and metadata) through the ring: for directories, whose entries fdatasync may
+/// not cover.
+pub async fn fsync<F: FdHolder>(file: F) -> (io::Result<()>, F) {
+    let entry = opcode::Fsync::new(types::Fd(file.as_raw_fd())).build();
+    // SAFETY: FSYNC carries no pointers; `file` keeps the fd open until the completion.
+    let op = unsafe { Op::submit(entry, file, false) };
+    let (result, file) = op.await.into_io_result();
+    (result.map(|_| ()), file)
+}
+
 /// Reads up to `buf.capacity() - buf.len()` bytes at `pos`, appending them to `buf`.
 pub async fn read_at<F: FdHolder>(
     file: F,

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use super::{Job, Partition};
 use crate::config::FsyncPolicy;
 use crate::error::StorageError;
-use crate::io::{fdatasync, spawn, timeout, write_all_at};
+use crate::io::{fdatasync, fsync, spawn, timeout, write_all_at};
 use crate::segment::{Segment, SegmentFile};
 
 impl Partition {
@@ -45,8 +45,12 @@ impl Partition {
         write_file(&index_path, index).await?;
         write_file(&time_index_path, time_index).await?;
         self.sync_file(file).await?;
-        super::checkpoint::sync_dir(&self.dir)
-            .map_err(|err| StorageError::new("fsync directory", &self.dir, err))
+        // The directory entry of a new segment must be durable too; through the ring, so the
+        // shard never blocks on it.
+        let dir = File::open(&self.dir)
+            .map_err(|err| StorageError::new("open directory", &self.dir, err))?;
+        let (result, _) = fsync(Arc::new(dir)).await;
+        result.map_err(|err| StorageError::new("fsync directory", &self.dir, err))
     }
 
     /// fdatasync of a segment file, with fault injection for tests.
