@@ -93,7 +93,9 @@ async fn create_on_controller(
                 .on_shard(
                     owner,
                     move |s: Rc<Shard>| -> LocalFuture<Result<(), String>> {
-                        Box::pin(async move { s.open_partitions(&topic).await })
+                        Box::pin(async move {
+                            s.open_partitions(&topic).await.map_err(|e| e.to_string())
+                        })
                     },
                 )
                 .await

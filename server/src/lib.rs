@@ -8,6 +8,7 @@ mod api;
 pub mod config;
 mod conn;
 mod controller;
+pub mod error;
 mod group;
 mod producer_ids;
 mod protocol;

@@ -33,8 +33,10 @@ fn main() {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .init();
-    if let Err(err) = shard::run(config) {
-        eprintln!("ringtail: {err}");
+    if let Err(failures) = shard::run(config) {
+        for err in failures {
+            eprintln!("ringtail: {err}");
+        }
         std::process::exit(1);
     }
 }

@@ -8,6 +8,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::error::StartError;
+
 const BLOCK: i64 = 1000;
 
 pub struct ProducerIds {
@@ -17,25 +19,27 @@ pub struct ProducerIds {
 }
 
 impl ProducerIds {
-    pub fn load(data_dir: &Path) -> Result<ProducerIds, String> {
+    pub fn load(data_dir: &Path) -> Result<ProducerIds, StartError> {
         let path = data_dir.join("producer-ids");
+        let damaged = |reason: &str| StartError::Damaged {
+            path: path.clone(),
+            reason: reason.to_string(),
+        };
         let reserved = match std::fs::read_to_string(&path) {
             Ok(text) => {
                 let (value, crc) = text
                     .trim()
                     .split_once(' ')
-                    .ok_or_else(|| format!("{}: malformed", path.display()))?;
-                let stored = u32::from_str_radix(crc, 16)
-                    .map_err(|_| format!("{}: malformed checksum", path.display()))?;
+                    .ok_or_else(|| damaged("malformed"))?;
+                let stored =
+                    u32::from_str_radix(crc, 16).map_err(|_| damaged("malformed checksum"))?;
                 if crc32fast::hash(value.as_bytes()) != stored {
-                    return Err(format!("{}: checksum mismatch", path.display()));
+                    return Err(damaged("checksum mismatch"));
                 }
-                value
-                    .parse::<i64>()
-                    .map_err(|_| format!("{}: malformed", path.display()))?
+                value.parse::<i64>().map_err(|_| damaged("malformed"))?
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+            Err(source) => return Err(StartError::Read { path, source }),
         };
         Ok(ProducerIds {
             path,

@@ -19,6 +19,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::error::StartError;
+
 pub type TopicId = [u8; 16];
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -227,12 +229,15 @@ pub struct RegistryCell {
 
 impl RegistryCell {
     /// Loads `<data_dir>/topics.meta` (an empty registry if there is none).
-    pub fn load(data_dir: &Path) -> Result<RegistryCell, String> {
+    pub fn load(data_dir: &Path) -> Result<RegistryCell, StartError> {
         let path = data_dir.join("topics.meta");
         let registry = match std::fs::read_to_string(&path) {
-            Ok(text) => decode(&text).map_err(|e| format!("{}: {e}", path.display()))?,
+            Ok(text) => decode(&text).map_err(|reason| StartError::Damaged {
+                path: path.clone(),
+                reason,
+            })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Registry::default(),
-            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+            Err(source) => return Err(StartError::Read { path, source }),
         };
         Ok(RegistryCell {
             path,

@@ -69,3 +69,23 @@ def test_partitions_spread_over_shards_and_all_serve(make_broker):
     meta = (b.data_dir / "topics.meta").read_text()
     four = [line for line in meta.splitlines() if line.startswith("four ")][0]
     assert sorted(four.split()[2].split(",")) == ["0", "0", "1", "1"]
+
+
+def test_start_failures_are_reported_clearly(make_broker, tmp_path):
+    b = make_broker()
+    # The port is taken by a plain listener (without SO_REUSEPORT, so it cannot be shared).
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = run("--data-dir", str(tmp_path / "d1"), "--listen", f"127.0.0.1:{port}")
+    assert result.returncode == 1 and b"cannot listen on" in result.stderr, result.stderr
+    # A damaged topic registry stops the start instead of losing the topics.
+    b.stop()
+    meta = b.data_dir / "topics.meta"
+    kcat_data = meta.read_text() if meta.exists() else "ringtail-topics 1\ncrc32 00000000\n"
+    meta.write_text(kcat_data.replace("ringtail-topics", "ringtail-topicz"))
+    result = run("--data-dir", str(b.data_dir), "--listen", "127.0.0.1:0")
+    assert result.returncode == 1 and b"topics.meta is damaged" in result.stderr, result.stderr

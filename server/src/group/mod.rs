@@ -461,7 +461,7 @@ impl Coordinator {
         shard: usize,
         shards: usize,
         config: GroupConfig,
-    ) -> Result<Coordinator, String> {
+    ) -> Result<Coordinator, crate::error::StartError> {
         let mut logs = HashMap::new();
         let mut groups: HashMap<String, Group> = HashMap::new();
         let log_config = LogConfig {
@@ -475,10 +475,16 @@ impl Coordinator {
             let dir = data_dir.join(format!("{}-{partition}", offsets::INTERNAL_PREFIX));
             let log = Partition::open(&dir, log_config.clone())
                 .await
-                .map_err(|e| format!("cannot open the offsets log {}: {e}", dir.display()))?;
-            replay(&log, &mut groups)
-                .await
-                .map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+                .map_err(|source| crate::error::StartError::OffsetsLog {
+                    path: dir.clone(),
+                    source,
+                })?;
+            replay(&log, &mut groups).await.map_err(|reason| {
+                crate::error::StartError::OffsetsReplay {
+                    path: dir.clone(),
+                    reason,
+                }
+            })?;
             logs.insert(partition, log);
         }
         Ok(Coordinator {

@@ -27,6 +27,7 @@ use ringtail_engine::{LogConfig, Partition};
 use tracing::{error, info, warn};
 
 use crate::config::Config;
+use crate::error::StartError;
 use crate::topics::{Registry, RegistryCell, Topic};
 
 /// Work sent to a shard: runs on that shard's thread.
@@ -160,7 +161,7 @@ impl Shard {
     }
 
     /// Opens (or creates) the partitions of `topic` that this shard owns.
-    pub async fn open_partitions(self: &Rc<Self>, topic: &Topic) -> Result<(), String> {
+    pub async fn open_partitions(self: &Rc<Self>, topic: &Topic) -> Result<(), StartError> {
         let config = self.log_config(topic);
         for (index, &owner) in topic.shards.iter().enumerate() {
             if owner != self.id {
@@ -173,7 +174,11 @@ impl Shard {
             let dir = self.partition_dir(&topic.name, index);
             let partition = Partition::open(&dir, config.clone())
                 .await
-                .map_err(|e| format!("cannot open partition {}-{index}: {e}", topic.name))?;
+                .map_err(|source| StartError::Partition {
+                    topic: topic.name.clone(),
+                    partition: index,
+                    source,
+                })?;
             self.partitions
                 .borrow_mut()
                 .insert((topic.name.clone(), index), partition);
@@ -268,20 +273,25 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Starts the shards and serves until SIGTERM or SIGINT; returns after a clean stop.
-pub fn run(config: Config) -> Result<(), String> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-        format!(
-            "cannot create data directory {}: {e}",
-            config.data_dir.display()
-        )
+/// Starts the shards and serves until SIGTERM or SIGINT; returns after a clean stop, or with
+/// every failure (the first shard to fail stops the others).
+pub fn run(config: Config) -> Result<(), Vec<StartError>> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| {
+        vec![StartError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        }]
     })?;
-    let registry = RegistryCell::load(&config.data_dir)?;
-    rio::block_termination_signals().map_err(|e| format!("cannot block signals: {e}"))?;
+    let registry = RegistryCell::load(&config.data_dir).map_err(|e| vec![e])?;
+    rio::block_termination_signals().map_err(|e| vec![StartError::Signals(e)])?;
     let mut listeners = Vec::new();
     for _ in 0..config.shards {
-        let listener = rio::listen_reuseport(config.listen, 1024)
-            .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        let listener = rio::listen_reuseport(config.listen, 1024).map_err(|source| {
+            vec![StartError::Listen {
+                addr: config.listen,
+                source,
+            }]
+        })?;
         listeners.push(listener);
     }
     let mut handles = Vec::new();
@@ -313,7 +323,12 @@ pub fn run(config: Config) -> Result<(), String> {
         let thread = std::thread::Builder::new()
             .name(format!("shard-{id}"))
             .spawn(move || shard_thread(id, shared, listener, inbox))
-            .map_err(|e| format!("cannot start shard {id}: {e}"))?;
+            .map_err(|source| {
+                vec![StartError::Thread {
+                    name: format!("shard-{id}"),
+                    source,
+                }]
+            })?;
         threads.push(thread);
     }
     let watcher_shared = shared.clone();
@@ -325,13 +340,18 @@ pub fn run(config: Config) -> Result<(), String> {
                 stop_all(&watcher_shared);
             }
         })
-        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+        .map_err(|source| {
+            vec![StartError::Thread {
+                name: "signals".into(),
+                source,
+            }]
+        })?;
     let mut failures = Vec::new();
     for (id, thread) in threads.into_iter().enumerate() {
         match thread.join() {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => failures.push(format!("shard {id}: {e}")),
-            Err(_) => failures.push(format!("shard {id} panicked")),
+            Ok(Err(e)) => failures.push(e),
+            Err(_) => failures.push(StartError::Panicked { shard: id }),
         }
         // One shard failing stops the others.
         stop_all(&shared);
@@ -340,7 +360,7 @@ pub fn run(config: Config) -> Result<(), String> {
         info!("stopped cleanly");
         Ok(())
     } else {
-        Err(failures.join("; "))
+        Err(failures)
     }
 }
 
@@ -366,18 +386,26 @@ fn shard_thread(
     shared: Arc<Shared>,
     listener: TcpListener,
     inbox: crossbeam_channel::Receiver<Job>,
-) -> Result<(), String> {
+) -> Result<(), StartError> {
     if let Some(cores) = &shared.config.cores {
-        rio::pin_current_thread(cores[id])
-            .map_err(|e| format!("cannot pin to core {}: {e}", cores[id]))?;
+        rio::pin_current_thread(cores[id]).map_err(|source| StartError::Pin {
+            shard: id,
+            core: cores[id],
+            source,
+        })?;
     }
-    let runtime = Runtime::new(RuntimeConfig::default()).map_err(|e| format!("io_uring: {e}"))?;
+    let runtime = Runtime::new(RuntimeConfig::default())
+        .map_err(|source| StartError::Runtime { shard: id, source })?;
     if let Some(cores) = &shared.config.cores {
         // The shard's io-wq workers (punted buffered writes, splices) run on its core too, next
         // to the bytes they copy (perf-reports/2026-11-22-iowq-affinity.md).
         runtime
             .pin_workers(cores[id])
-            .map_err(|e| format!("cannot pin io_uring workers to core {}: {e}", cores[id]))?;
+            .map_err(|source| StartError::Pin {
+                shard: id,
+                core: cores[id],
+                source,
+            })?;
     }
     let shard = Rc::new(Shard {
         id,
@@ -404,7 +432,7 @@ async fn shard_main(
     shard: Rc<Shard>,
     listener: TcpListener,
     inbox: crossbeam_channel::Receiver<Job>,
-) -> Result<(), String> {
+) -> Result<(), StartError> {
     let registry = shard.registry();
     for topic in registry.topics.values() {
         shard.open_partitions(topic).await?;
@@ -471,7 +499,10 @@ async fn shard_main(
     }
     drop(inbox_task);
     if failed > 0 {
-        return Err(format!("{failed} partitions failed to close cleanly"));
+        return Err(StartError::Close {
+            shard: shard.id,
+            failed,
+        });
     }
     Ok(())
 }

@@ -1,0 +1,48 @@
+//! Why the broker could not start, or could not stop cleanly. Request-level failures are Kafka
+//! error codes instead (`api/errors.rs`); configuration errors are `config::ConfigError`.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir { path: PathBuf, source: io::Error },
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    /// A metadata file exists but does not decode: refuse rather than start from nothing.
+    #[error("{path} is damaged: {reason}")]
+    Damaged { path: PathBuf, reason: String },
+    #[error("cannot block termination signals: {0}")]
+    Signals(io::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: io::Error },
+    #[error("cannot start thread {name}: {source}")]
+    Thread { name: String, source: io::Error },
+    #[error("shard {shard}: cannot pin to core {core}: {source}")]
+    Pin {
+        shard: usize,
+        core: usize,
+        source: io::Error,
+    },
+    #[error("shard {shard}: io_uring: {source}")]
+    Runtime { shard: usize, source: io::Error },
+    #[error("cannot open partition {topic}-{partition}: {source}")]
+    Partition {
+        topic: String,
+        partition: i32,
+        source: ringtail_engine::OpenError,
+    },
+    #[error("cannot open the offsets log {path}: {source}")]
+    OffsetsLog {
+        path: PathBuf,
+        source: ringtail_engine::OpenError,
+    },
+    #[error("cannot replay the offsets log {path}: {reason}")]
+    OffsetsReplay { path: PathBuf, reason: String },
+    #[error("shard {shard} panicked")]
+    Panicked { shard: usize },
+    #[error("shard {shard}: {failed} partitions failed to close cleanly")]
+    Close { shard: usize, failed: usize },
+}
