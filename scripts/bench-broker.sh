@@ -40,6 +40,8 @@ run_config() {  # name, produce acks, broker flags...
   local name=$1 acks=$2; shift 2
   for run in $(seq "$runs"); do
     rm -rf "$data"; mkdir -p "$data"
+    # Every run starts from the same state: earlier runs' dirty pages written back and dropped.
+    sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
     "$broker" --data-dir "$data" --listen 127.0.0.1:$port --log-level warn "$@" 2>"$out/$name-broker-$run.log" &
     local pid=$!
     for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.05; done
