@@ -18,9 +18,15 @@ fuzz_target!(|segment: &[u8]| {
         };
         let mut offset = log.log_start_offset();
         while offset < log.high_watermark() {
-            let bytes = log.read_bytes(offset, 1 << 20).await.expect("a recovered log reads back");
+            let bytes = log
+                .read_bytes(offset, 1 << 20)
+                .await
+                .expect("a recovered log reads back");
             let mut rest = &bytes[..];
-            assert!(!rest.is_empty(), "a read below the high watermark returns data");
+            assert!(
+                !rest.is_empty(),
+                "a read below the high watermark returns data"
+            );
             while !rest.is_empty() {
                 let size = batch::batch_size(rest).expect("whole batches");
                 let header = batch::parse_header(rest).expect("a valid header");
