@@ -149,26 +149,7 @@ impl Connection {
 
     /// Frames and sends a request; returns its correlation id.
     pub fn send(&mut self, api_key: i16, version: i16, body: &[u8]) -> Result<i32> {
-        let correlation_id = self.next_correlation_id;
-        self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
-        let mut header = Encoder::default();
-        header
-            .i32(0)
-            .i16(api_key)
-            .i16(version)
-            .i32(correlation_id)
-            .string(&self.client_id);
-        let size = (header.buf.len() - 4 + body.len()) as i32;
-        header.buf[0..4].copy_from_slice(&size.to_be_bytes());
-        // One write for small requests; two for large ones (no copy of the batch).
-        if body.len() < 4096 {
-            header.buf.extend_from_slice(body);
-            self.stream.write_all(&header.buf)?;
-        } else {
-            self.stream.write_all(&header.buf)?;
-            self.stream.write_all(body)?;
-        }
-        Ok(correlation_id)
+        self.send_parts(api_key, version, &[body])
     }
 
     /// Sends a request whose body is the concatenation of `parts` (a small prefix and a large

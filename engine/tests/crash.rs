@@ -316,30 +316,14 @@ fn deleted_or_damaged_index_files_are_rebuilt() {
                 "{name}: data differs after rebuild"
             );
             // Lookups that use the indexes still work.
-            assert_eq!(
-                log.offset_for_timestamp(1030)
-                    .await
-                    .expect("lookup")
-                    .map(|f| f.0),
-                Some(90),
-                "{name}"
-            );
-            assert_eq!(
-                log.offset_for_timestamp(0)
-                    .await
-                    .expect("lookup")
-                    .map(|f| f.0),
-                Some(0),
-                "{name}"
-            );
-            assert_eq!(
-                log.offset_for_timestamp(99_999)
-                    .await
-                    .expect("lookup")
-                    .map(|f| f.0),
-                None,
-                "{name}"
-            );
+            for (timestamp, expected) in [(1030, Some(90)), (0, Some(0)), (99_999, None)] {
+                let found = log.offset_for_timestamp(timestamp).await.expect("lookup");
+                assert_eq!(
+                    found.map(|f| f.0),
+                    expected,
+                    "{name}: timestamp {timestamp}"
+                );
+            }
             log.close().await.expect("close");
         });
         // The rebuilt files were written back: a second clean open finds them valid.

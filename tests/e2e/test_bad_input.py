@@ -161,3 +161,21 @@ def test_half_sent_and_idle_connections_do_not_pin_memory(broker):
         for sock in sockets:
             sock.close()
     still_serves(broker)
+
+
+@pytest.mark.parametrize("second,code", [("oversized", MESSAGE_TOO_LARGE), ("corrupt", CORRUPT_MESSAGE)])
+def test_a_partitions_batches_are_appended_all_or_nothing(broker, second, code):
+    good = record_batch([b"good"])
+    if second == "oversized":
+        bad = record_batch([b"x" * 600_000, b"y" * 600_000])
+    else:
+        bad = bytearray(record_batch([b"bad"]))
+        bad[-2] ^= 0xFF
+        bad = bytes(bad)
+    topic = f"atomic-{second}"
+    with connect(broker.bootstrap) as sock:
+        sock.sendall(produce_v7(topic, 0, good + bad))
+        assert produce_v7_error(read_response(sock))[0] == code
+        sock.sendall(produce_v7(topic, 0, record_batch([b"after"])))
+        error, base = produce_v7_error(read_response(sock))
+    assert (error, base) == (0, 0), "the good batch of the refused request was not stored"

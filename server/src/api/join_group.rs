@@ -33,14 +33,7 @@ pub(super) fn decode(
         None
     };
     let protocol_type = body.string()?;
-    let protocols = body.structs(3, |body| {
-        Ok((
-            body.string()?,
-            body.nullable_bytes()?
-                .map(|b| b.freeze())
-                .unwrap_or_default(),
-        ))
-    })?;
+    let protocols = body.structs(3, |body| Ok((body.string()?, body.bytes_or_empty()?)))?;
     Ok(JoinRequest {
         group,
         member_id,

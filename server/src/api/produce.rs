@@ -74,16 +74,14 @@ pub(super) fn decode(body: &mut Reader) -> Result<(i16, Vec<TopicData>), DecodeE
     Ok((acks, topics))
 }
 
-/// Splits a partition's records into whole batches (slices of the request buffer).
-fn split_batches(mut records: BytesMut, max_message_bytes: usize) -> Result<Vec<BytesMut>, i16> {
+/// Splits a partition's records into whole batches (slices of the request buffer). Size limits
+/// are the owner's to check (`max.message.bytes` may be a topic override).
+fn split_batches(mut records: BytesMut) -> Result<Vec<BytesMut>, i16> {
     let mut batches = Vec::new();
     while !records.is_empty() {
         let size = batch::batch_size(&records).map_err(|_| error_code::CORRUPT_MESSAGE)?;
         if size > records.len() {
             return Err(error_code::CORRUPT_MESSAGE);
-        }
-        if size > max_message_bytes {
-            return Err(error_code::MESSAGE_TOO_LARGE);
         }
         batches.push(records.split_to(size));
     }
@@ -133,11 +131,10 @@ pub async fn handle(
                 topic_outcomes[p] = Outcome::error(error_code::UNKNOWN_TOPIC_OR_PARTITION);
                 continue;
             };
-            let max_bytes = shard.log_config(topic).max_message_bytes;
             let batches = partition
                 .records
                 .ok_or(error_code::CORRUPT_MESSAGE)
-                .and_then(|records| split_batches(records, max_bytes));
+                .and_then(split_batches);
             match batches {
                 Ok(batches) => work_by_owner[owner].push(Work {
                     slot: (t, p),
@@ -217,10 +214,21 @@ async fn append_on_owner(shard: &Rc<Shard>, work: Vec<Work>, acks: i16) -> Vec<O
             outcomes.push(Outcome::error(error_code::UNKNOWN_TOPIC_OR_PARTITION));
             continue;
         };
+        // A partition's batches are appended all or nothing: with more than one, check every
+        // one before appending any (a single batch is checked by the append itself).
         if item.batches.len() > 1 {
-            if let Some(err) = item.batches.iter().find_map(|b| batch::validate(b).err()) {
-                let _ = err;
-                outcomes.push(Outcome::error(error_code::CORRUPT_MESSAGE));
+            let max = partition.config().max_message_bytes;
+            let refused = item.batches.iter().find_map(|b| {
+                if b.len() > max {
+                    Some(error_code::MESSAGE_TOO_LARGE)
+                } else {
+                    batch::validate(b)
+                        .err()
+                        .map(|_| error_code::CORRUPT_MESSAGE)
+                }
+            });
+            if let Some(code) = refused {
+                outcomes.push(Outcome::error(code));
                 continue;
             }
         }

@@ -23,14 +23,7 @@ pub(super) fn decode(version: i16, body: &mut Reader) -> Result<SyncRequest, Dec
         let _protocol_type = body.nullable_string()?;
         let _protocol_name = body.nullable_string()?;
     }
-    let assignments = body.structs(3, |body| {
-        Ok((
-            body.string()?,
-            body.nullable_bytes()?
-                .map(|b| b.freeze())
-                .unwrap_or_default(),
-        ))
-    })?;
+    let assignments = body.structs(3, |body| Ok((body.string()?, body.bytes_or_empty()?)))?;
     Ok(SyncRequest {
         group,
         generation,

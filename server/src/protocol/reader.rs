@@ -170,6 +170,14 @@ impl Reader {
         Ok(Some(self.buf.split_to(length)))
     }
 
+    /// Nullable bytes as an immutable slice of the request buffer, empty when null.
+    pub fn bytes_or_empty(&mut self) -> Result<bytes::Bytes, DecodeError> {
+        Ok(self
+            .nullable_bytes()?
+            .map(BytesMut::freeze)
+            .unwrap_or_default())
+    }
+
     /// An array's element count (None for a null array), checked so that `count` elements of
     /// at least `min_item_bytes` each fit in what is left.
     pub fn nullable_array(&mut self, min_item_bytes: usize) -> Result<Option<usize>, DecodeError> {
