@@ -223,7 +223,7 @@ fn segmented() -> LogConfig {
 #[test]
 fn corruption_of_flushed_data_is_reported_with_file_and_position() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let stored = write_and_close(dir.path(), segmented());
+    write_and_close(dir.path(), segmented());
     // An unclean start (no marker) with the checkpoint at the log end: the flipped bit lies in
     // data that was flushed.
     std::fs::remove_file(dir.path().join("clean-shutdown")).expect("marker present");
@@ -244,7 +244,6 @@ fn corruption_of_flushed_data_is_reported_with_file_and_position() {
         }
         other => panic!("expected a corruption error, got {other:?}"),
     }
-    let _ = stored;
 }
 
 #[test]

@@ -196,7 +196,6 @@ fn check(dir: &Path, ops: &[Op]) -> Result<(), TestCaseError> {
             log.close().await.expect("close");
             Ok((remaining.len(), None))
         })?;
-        let _ = clean;
         remaining = &remaining[stop..];
         if clean.is_none() {
             return Ok(());

@@ -60,12 +60,10 @@ impl<T: 'static> Op<T> {
     }
 }
 
-/// A completed operation: the kernel's result (negative errno on failure), its CQE flags, and
-/// the data the operation owned.
+/// A completed operation: the kernel's result (negative errno on failure) and the data the
+/// operation owned.
 pub(crate) struct Completion<T> {
     pub(crate) result: i32,
-    #[allow(dead_code)]
-    pub(crate) flags: u32,
     pub(crate) data: T,
 }
 
@@ -88,13 +86,9 @@ impl<T: 'static> Future for Op<T> {
         assert!(this.data.is_some(), "Op polled after completion");
         match with_ring(|ring| ring.poll_slot(this.slot, cx.waker())) {
             SlotPoll::Pending => Poll::Pending,
-            SlotPoll::Ready { result, flags } => {
+            SlotPoll::Ready { result } => {
                 let data = this.data.take().expect("checked above");
-                Poll::Ready(Completion {
-                    result,
-                    flags,
-                    data,
-                })
+                Poll::Ready(Completion { result, data })
             }
         }
     }

@@ -63,7 +63,6 @@ enum Slot {
     Done {
         generation: u32,
         result: i32,
-        flags: u32,
     },
     /// The future was dropped while the kernel still owned the operation: its buffers and file
     /// descriptors live here until the completion arrives.
@@ -77,7 +76,7 @@ enum Slot {
 /// What `poll_slot` found.
 pub(crate) enum SlotPoll {
     Pending,
-    Ready { result: i32, flags: u32 },
+    Ready { result: i32 },
 }
 
 pub(crate) struct Ring {
@@ -227,15 +226,11 @@ impl Ring {
                 }
                 SlotPoll::Pending
             }
-            Slot::Done {
-                generation,
-                result,
-                flags,
-            } => {
+            Slot::Done { generation, result } => {
                 assert_eq!(*generation, slot.generation, "stale slot polled");
-                let (result, flags) = (*result, *flags);
+                let result = *result;
                 self.free_slot(slot.index);
-                SlotPoll::Ready { result, flags }
+                SlotPoll::Ready { result }
             }
             _ => unreachable!("polled a slot that is free or orphaned"),
         }
@@ -421,7 +416,6 @@ impl Ring {
                 *slot = Slot::Done {
                     generation,
                     result: cqe.result(),
-                    flags: cqe.flags(),
                 };
             }
             Slot::Orphaned {

@@ -92,11 +92,10 @@ impl Partition {
         write_file(&tmp, Bytes::from(bytes)).await?;
         std::fs::rename(&tmp, &path)
             .map_err(|err| StorageError::new("rename snapshot", &path, err))?;
-        for (old, old_path) in crate::producer::snapshot::list(&self.dir)
+        for (_, old_path) in crate::producer::snapshot::list(&self.dir)
             .into_iter()
             .skip(2)
         {
-            let _ = old;
             let _ = std::fs::remove_file(old_path);
         }
         Ok(())
