@@ -14,6 +14,7 @@ pub mod io;
 pub mod log;
 pub mod producer;
 pub mod segment;
+pub mod timing;
 
 pub use config::{FsyncPolicy, LogConfig};
 pub use error::{AppendError, OpenError, ReadError, StorageError};

@@ -37,6 +37,10 @@ pub struct Args {
     /// error | warn | info | debug | trace [default: info]
     #[arg(long)]
     pub log_level: Option<String>,
+    /// Time each stage of produce requests (append queue, write, fsync, cross-shard hops,
+    /// response) and print the breakdown when the broker stops
+    #[arg(long)]
+    pub stage_timing: bool,
 }
 
 /// The TOML file: the flags' keys, and topic defaults under Kafka's names.
@@ -53,6 +57,8 @@ pub struct FileConfig {
     fsync: Option<String>,
     #[serde(rename = "log-level")]
     log_level: Option<String>,
+    #[serde(rename = "stage-timing")]
+    stage_timing: Option<bool>,
     #[serde(rename = "num.partitions")]
     num_partitions: Option<i32>,
     #[serde(rename = "auto.create.topics.enable")]
@@ -94,6 +100,8 @@ pub struct Config {
     pub cores: Option<Vec<usize>>,
     pub fsync: FsyncPolicy,
     pub log_level: String,
+    /// `--stage-timing`: record the produce path's stage breakdown.
+    pub stage_timing: bool,
     pub topics: TopicDefaults,
     pub socket_request_max_bytes: usize,
     /// `group.initial.rebalance.delay.ms`: how long a new group waits for more members.
@@ -278,6 +286,7 @@ impl Config {
             cores,
             fsync,
             log_level,
+            stage_timing: args.stage_timing || file.stage_timing.unwrap_or(false),
             topics: TopicDefaults {
                 num_partitions,
                 auto_create_topics_enable: file.auto_create_topics_enable.unwrap_or(true),

@@ -62,6 +62,8 @@ enum Job {
         bufs: Vec<Bytes>,
         bytes: u64,
         end_offset: i64,
+        /// When its first batch was appended, if stage timing is on.
+        first_append: Option<Instant>,
     },
     /// The segment was rolled: flush it and write its index files, then mark it sealed.
     Seal { segment_base: i64 },
@@ -78,6 +80,9 @@ struct State {
     written_file: Option<Arc<SegmentFile>>,
     /// The highest offset (exclusive) a durability waiter asked for.
     sync_wanted: i64,
+    /// When the oldest durability request not yet served by a started fdatasync was made, if
+    /// stage timing is on.
+    sync_asked_at: Option<Instant>,
     pending: VecDeque<Job>,
     poisoned: Option<StorageError>,
     closing: bool,
@@ -215,6 +220,7 @@ impl Partition {
                 bufs: vec![bytes],
                 bytes: len,
                 end_offset,
+                first_append: crate::timing::start(),
             });
         }
         let log_start_offset = state.log_start_offset();
@@ -335,6 +341,9 @@ impl Partition {
         {
             let mut state = self.state.borrow_mut();
             state.sync_wanted = state.sync_wanted.max(offset + 1);
+            if state.sync_asked_at.is_none() {
+                state.sync_asked_at = crate::timing::start();
+            }
         }
         self.sync_work.notify_all();
         loop {

@@ -18,6 +18,7 @@ use crate::config::FsyncPolicy;
 use crate::error::StorageError;
 use crate::io::{fdatasync, fsync, spawn, timeout, write_all_at};
 use crate::segment::{Segment, SegmentFile};
+use crate::timing::{self, Stage};
 
 impl Partition {
     pub(super) fn start_tasks(self: &Rc<Self>) {
@@ -121,7 +122,10 @@ impl Partition {
                 bufs,
                 bytes,
                 end_offset,
+                first_append,
             } => {
+                timing::record_since(Stage::QueuedForWrite, first_append);
+                let started = timing::start();
                 #[cfg(feature = "fault-injection")]
                 {
                     let mut faults = self.faults.get();
@@ -132,6 +136,7 @@ impl Partition {
                     }
                 }
                 let (result, file, _bufs) = write_all_at(file, bufs, position).await;
+                timing::record_since(Stage::Write, started);
                 if let Err((err, _written)) = result {
                     return Err(StorageError::new("write", file.path(), err));
                 }
@@ -204,7 +209,7 @@ async fn run_syncer(partition: Rc<Partition>) {
     loop {
         let notified = partition.sync_work.notified();
         let target = {
-            let state = partition.state.borrow();
+            let mut state = partition.state.borrow_mut();
             if state.poisoned.is_some() {
                 return;
             }
@@ -212,7 +217,9 @@ async fn run_syncer(partition: Rc<Partition>) {
             let asked = state.sync_wanted > state.durable_offset;
             match &state.written_file {
                 Some(file) if unsynced && (always || asked) => {
-                    Some((state.written_offset, file.clone()))
+                    let file = file.clone();
+                    timing::record_since(Stage::WaitForSync, state.sync_asked_at.take());
+                    Some((state.written_offset, file))
                 }
                 _ if state.closing && state.pending.is_empty() && !asked => return,
                 _ => None,
@@ -222,10 +229,12 @@ async fn run_syncer(partition: Rc<Partition>) {
             notified.await;
             continue;
         };
+        let started = timing::start();
         if let Err(err) = partition.sync_file(file).await {
             partition.poison(err);
             return;
         }
+        timing::record_since(Stage::Fsync, started);
         {
             let mut state = partition.state.borrow_mut();
             state.durable_offset = state.durable_offset.max(offset);

@@ -124,13 +124,25 @@ impl Shard {
         if target == self.id {
             return Some(work(self.clone()).await);
         }
+        self.send_work(target, work).await.await.ok()
+    }
+
+    /// Hands `work` to another shard and returns the receiver of its result. Once this returns,
+    /// the job is in the target's inbox: jobs sent from one shard to another start in the order
+    /// they were sent, and `work` itself (not the future it returns) runs as the job starts, so
+    /// what it does synchronously (appends) keeps that order.
+    pub async fn send_work<T, F>(&self, target: usize, work: F) -> sync::Receiver<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(Rc<Shard>) -> LocalFuture<T> + Send + 'static,
+    {
         let (tx, rx) = sync::oneshot();
         let job: Job = Box::new(move |shard: &Rc<Shard>| {
             let future = work(shard.clone());
             drop(rio::spawn(async move { tx.send(future.await) }));
         });
         self.shared.send(target, job).await;
-        rx.await.ok()
+        rx
     }
 
     /// A pipe for splicing, from this shard's pool.
@@ -284,6 +296,9 @@ pub fn run(config: Config) -> Result<(), Vec<StartError>> {
     })?;
     let registry = RegistryCell::load(&config.data_dir).map_err(|e| vec![e])?;
     rio::block_termination_signals().map_err(|e| vec![StartError::Signals(e)])?;
+    if config.stage_timing {
+        ringtail_engine::timing::enable();
+    }
     let mut listeners = Vec::new();
     for _ in 0..config.shards {
         let listener = rio::listen_reuseport(config.listen, 1024).map_err(|source| {
@@ -356,6 +371,9 @@ pub fn run(config: Config) -> Result<(), Vec<StartError>> {
         // One shard failing stops the others.
         stop_all(&shared);
     }
+    if let Some(table) = ringtail_engine::timing::report() {
+        info!("produce stage timing (us, merged over shards):\n{table}");
+    }
     if failures.is_empty() {
         info!("stopped cleanly");
         Ok(())
@@ -425,7 +443,9 @@ fn shard_thread(
         let ids = crate::producer_ids::ProducerIds::load(&shared.config.data_dir)?;
         *shard.producer_ids.borrow_mut() = Some(ids);
     }
-    runtime.block_on(shard_main(shard, listener, inbox))
+    let result = runtime.block_on(shard_main(shard, listener, inbox));
+    ringtail_engine::timing::flush();
+    result
 }
 
 async fn shard_main(
