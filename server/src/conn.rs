@@ -1,20 +1,26 @@
 //! Connections: the accept loop and one task per connection that reads frames, answers them in
 //! order and writes the responses (splicing record bytes for fetches).
 //!
-//! Runs on the shard that accepted the connection. Requests of one connection are answered one
-//! at a time, in order, as Kafka does. Frame sizes are checked before anything is allocated for
+//! Runs on the shard that accepted the connection: a reader task takes requests in, in order,
+//! and a writer task sends the answers in the same order. Produce requests are pipelined (up to
+//! [`PIPELINED_MAX`] dispatched and waiting for their acknowledgements; their batches are appended
+//! in arrival order before the next request is read); every other request is answered before the
+//! next one is read, as Kafka does. Frame sizes are checked before anything is allocated for
 //! the body, and the input buffer grows only as bytes arrive, so an idle or half-sent connection
 //! pins at most what it actually sent.
 
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::net::{TcpListener, TcpStream};
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
-use ringtail_engine::io::{self as rio, accept, recv, send_all, splice_to_socket};
+use ringtail_engine::io::{self as rio, accept, recv, send_all, splice_to_socket, Notify};
+use ringtail_engine::timing::{self, Stage};
 use tracing::{debug, warn};
 
-use crate::api::{self, Part, Response};
+use crate::api::{self, Handled, Part, Response};
 use crate::protocol::parse_header;
 use crate::shard::sync::{select, Either};
 use crate::shard::Shard;
@@ -53,6 +59,51 @@ impl Drop for ConnectionCount {
     }
 }
 
+/// Answers one connection may owe at once (requests taken in and not yet answered). Idempotent
+/// producers keep at most 5 requests in flight, others (librdkafka) many more; with acks=all a
+/// request waits an fdatasync, so at a high request rate several must be in flight to keep up.
+/// Past this, the connection is not read until an answer is sent (backpressure in the socket).
+const PIPELINED_MAX: usize = 64;
+
+/// The answers a connection owes, in request order; its writer task sends them.
+struct Outbox {
+    queue: RefCell<VecDeque<Owed>>,
+    /// The reader takes no more requests: the writer stops once the queue is empty.
+    closed: Cell<bool>,
+    /// The writer stopped on an error: the connection is closing.
+    failed: Cell<bool>,
+    /// Wakes the writer (an answer queued, or closed) and the reader (room, or failed).
+    changed: Notify,
+}
+
+struct Owed {
+    handled: Handled,
+    /// When the request's frame was parsed, for stage timing.
+    parsed: Option<Instant>,
+}
+
+impl Outbox {
+    async fn wait_for_room(&self) {
+        loop {
+            let changed = self.changed.notified();
+            if self.queue.borrow().len() < PIPELINED_MAX || self.failed.get() {
+                return;
+            }
+            changed.await;
+        }
+    }
+
+    async fn wait_failed(&self) {
+        loop {
+            let changed = self.changed.notified();
+            if self.failed.get() {
+                return;
+            }
+            changed.await;
+        }
+    }
+}
+
 async fn serve(shard: Rc<Shard>, stream: Rc<TcpStream>) {
     shard.connections.set(shard.connections.get() + 1);
     let _count = ConnectionCount(shard.clone());
@@ -65,15 +116,44 @@ async fn serve(shard: Rc<Shard>, stream: Rc<TcpStream>) {
         .peer_addr()
         .map(|a| format!("/{}", a.ip()))
         .unwrap_or_default();
+    let outbox = Rc::new(Outbox {
+        queue: RefCell::new(VecDeque::new()),
+        closed: Cell::new(false),
+        failed: Cell::new(false),
+        changed: Notify::new(),
+    });
+    let writer = rio::spawn(write_responses(
+        shard.clone(),
+        stream.clone(),
+        outbox.clone(),
+        peer.clone(),
+    ));
+    read_requests(&shard, &stream, &outbox, &peer, &client_host).await;
+    // Answers already owed are still sent (a request in progress finishes).
+    outbox.closed.set(true);
+    outbox.changed.notify_all();
+    writer.await;
+}
+
+/// Reads frames and takes each request in, in order, queueing its answer for the writer.
+async fn read_requests(
+    shard: &Rc<Shard>,
+    stream: &Rc<TcpStream>,
+    outbox: &Outbox,
+    peer: &str,
+    client_host: &str,
+) {
     let max_frame = shard.shared.config.socket_request_max_bytes;
     let mut input = BytesMut::new();
     loop {
+        outbox.wait_for_room().await;
         // Between requests a stop closes the connection; a request in progress finishes.
         let stop = shard.stop.notified();
-        if shard.stopped.get() {
+        if shard.stopped.get() || outbox.failed.get() {
             return;
         }
-        let frame = match select(read_frame(&stream, input, max_frame), stop).await {
+        let interrupted = select(stop, outbox.wait_failed());
+        let frame = match select(read_frame(stream, input, max_frame), interrupted).await {
             Either::Left(Ok((frame, rest))) => {
                 input = rest;
                 frame
@@ -82,8 +162,9 @@ async fn serve(shard: Rc<Shard>, stream: Rc<TcpStream>) {
                 debug!(%peer, "closing connection: {reason}");
                 return;
             }
-            Either::Right(()) => return,
+            Either::Right(_) => return,
         };
+        let parsed = timing::start();
         let (header, body) = match parse_header(frame) {
             Ok(parsed) => parsed,
             Err(e) => {
@@ -91,13 +172,57 @@ async fn serve(shard: Rc<Shard>, stream: Rc<TcpStream>) {
                 return;
             }
         };
-        let response = api::handle(&shard, header, body, &client_host).await;
-        if let Err(reason) = respond(&shard, &stream, response).await {
-            debug!(%peer, "closing connection: {reason}");
-            return;
+        let handled = api::take(shard, header, body, client_host).await;
+        if matches!(handled, Handled::Pending(_)) {
+            timing::record_since(Stage::Dispatch, parsed);
         }
+        outbox
+            .queue
+            .borrow_mut()
+            .push_back(Owed { handled, parsed });
+        outbox.changed.notify_all();
         if input.is_empty() && input.capacity() > IDLE_BUFFER_BYTES {
             input = BytesMut::new();
+        }
+    }
+}
+
+/// Sends the connection's answers in request order, waiting for each pending one in turn.
+async fn write_responses(
+    shard: Rc<Shard>,
+    stream: Rc<TcpStream>,
+    outbox: Rc<Outbox>,
+    peer: String,
+) {
+    loop {
+        let changed = outbox.changed.notified();
+        let next = outbox.queue.borrow_mut().pop_front();
+        let Some(owed) = next else {
+            if outbox.closed.get() {
+                return;
+            }
+            changed.await;
+            continue;
+        };
+        outbox.changed.notify_all();
+        let (response, pipelined) = match owed.handled {
+            Handled::Done(response) => (response, false),
+            Handled::Pending(task) => {
+                let (response, ready) = task.await;
+                timing::record_since(Stage::ResponseOrder, ready);
+                (response, true)
+            }
+        };
+        let sending = timing::start();
+        if let Err(reason) = respond(&shard, &stream, response).await {
+            debug!(%peer, "closing connection: {reason}");
+            outbox.failed.set(true);
+            outbox.changed.notify_all();
+            return;
+        }
+        if pipelined {
+            timing::record_since(Stage::ResponseSend, sending);
+            timing::record_since(Stage::Total, owed.parsed);
         }
     }
 }

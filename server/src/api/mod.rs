@@ -36,6 +36,7 @@ use std::rc::Rc;
 use bytes::Bytes;
 use kafka_protocol::messages::BrokerId;
 use kafka_protocol::protocol::StrBytes;
+use ringtail_engine::io as rio;
 use ringtail_engine::FileRange;
 
 use crate::protocol::reader::{DecodeError, Reader};
@@ -80,6 +81,41 @@ pub fn str_bytes(text: &str) -> StrBytes {
     StrBytes::from_string(text.to_string())
 }
 
+/// A request taken in: answered already, or (produce) dispatched with its answer still to come.
+pub enum Handled {
+    Done(Response),
+    /// The partition work is with its owners; the task finishes with the response.
+    Pending(rio::JoinHandle<(Response, Option<std::time::Instant>)>),
+}
+
+/// Takes in one request. Produce requests are dispatched (their batches appended in arrival
+/// order) and answered later, so a connection can pipeline them; every other request is
+/// answered before the next one is read, as Kafka does.
+pub async fn take(
+    shard: &Rc<Shard>,
+    header: RequestHeader,
+    body: Reader,
+    client_host: &str,
+) -> Handled {
+    if header.api_key == key::PRODUCE && header.supported() {
+        return match produce::dispatch(shard, &header, body).await {
+            Ok(pending) => Handled::Pending(rio::spawn(async move {
+                let response = pending.await;
+                (response, ringtail_engine::timing::start())
+            })),
+            Err(err) => Handled::Done(malformed(&header, err)),
+        };
+    }
+    Handled::Done(handle(shard, header, body, client_host).await)
+}
+
+fn malformed(header: &RequestHeader, err: DecodeError) -> Response {
+    Response::Close(format!(
+        "malformed request (API {} v{}): {err}",
+        header.api_key, header.api_version
+    ))
+}
+
 /// Answers one request.
 pub async fn handle(
     shard: &Rc<Shard>,
@@ -97,7 +133,10 @@ pub async fn handle(
         ));
     }
     let result: Result<Response, DecodeError> = match header.api_key {
-        key::PRODUCE => produce::handle(shard, &header, body).await,
+        key::PRODUCE => match produce::dispatch(shard, &header, body).await {
+            Ok(pending) => Ok(pending.await),
+            Err(err) => Err(err),
+        },
         key::FETCH => fetch::handle(shard, &header, body).await,
         key::LIST_OFFSETS => list_offsets::handle(shard, &header, body).await,
         key::METADATA => metadata::handle(shard, &header, body).await,
@@ -118,10 +157,5 @@ pub async fn handle(
         key::DELETE_GROUPS => delete_groups::handle(shard, &header, body).await,
         other => unreachable!("API {other} is in the table but has no handler"),
     };
-    result.unwrap_or_else(|err| {
-        Response::Close(format!(
-            "malformed request (API {} v{}): {err}",
-            header.api_key, header.api_version
-        ))
-    })
+    result.unwrap_or_else(|err| malformed(&header, err))
 }

@@ -17,8 +17,10 @@ use super::metadata::find_or_create;
 use super::{str_bytes, Response};
 use crate::protocol::reader::{DecodeError, Reader};
 use crate::protocol::{error_code, frame_response, RequestHeader};
-use crate::shard::sync::join_all;
+use crate::shard::sync::{join_all, Receiver};
 use crate::shard::{now_ms, LocalFuture, Shard};
+use ringtail_engine::timing::{self, Stage};
+use std::time::Instant;
 
 pub(super) struct PartitionData {
     index: i32,
@@ -91,11 +93,16 @@ fn split_batches(mut records: BytesMut) -> Result<Vec<BytesMut>, i16> {
     Ok(batches)
 }
 
-pub async fn handle(
+/// Decodes a produce request and hands every partition's batches to its owner, which appends
+/// them before this returns (for a remote owner: the job is in its inbox, and inbox jobs start in
+/// order). The returned future waits for the acknowledgements and builds the response, so a
+/// connection may read and dispatch its next produce request meanwhile: the appends of
+/// successive requests keep the order they arrived in, and responses leave in that order too.
+pub async fn dispatch(
     shard: &Rc<Shard>,
     header: &RequestHeader,
     mut body: Reader,
-) -> Result<Response, DecodeError> {
+) -> Result<LocalFuture<Response>, DecodeError> {
     let version = header.api_version;
     let (acks, topics) = decode(&mut body)?;
     let mut outcomes: Vec<Vec<Outcome>> = Vec::with_capacity(topics.len());
@@ -148,31 +155,73 @@ pub async fn handle(
         outcomes.push(topic_outcomes);
     }
 
-    let jobs = work_by_owner
-        .into_iter()
-        .enumerate()
-        .filter(|(_, work)| !work.is_empty())
-        .map(|(owner, work)| {
-            let slots: Vec<(usize, usize)> = work.iter().map(|w| w.slot).collect();
-            let job = move |owner_shard: Rc<Shard>| -> LocalFuture<Vec<Outcome>> {
-                Box::pin(async move { append_on_owner(&owner_shard, work, acks).await })
-            };
-            async move {
-                let results = shard.on_shard(owner, job).await;
-                (slots, results)
-            }
-        })
-        .collect();
-    for (slots, results) in join_all(jobs).await {
-        let results = results
-            .unwrap_or_else(|| vec![Outcome::error(error_code::KAFKA_STORAGE_ERROR); slots.len()]);
-        for ((t, p), outcome) in slots.into_iter().zip(results) {
-            outcomes[t][p] = outcome;
+    let mut replies: Vec<(Vec<(usize, usize)>, Reply)> = Vec::new();
+    for (owner, work) in work_by_owner.into_iter().enumerate() {
+        if work.is_empty() {
+            continue;
         }
+        let slots: Vec<(usize, usize)> = work.iter().map(|w| w.slot).collect();
+        let reply = if owner == shard.id {
+            Reply::Local(append_on_owner(shard, work, acks))
+        } else {
+            let sent = timing::start();
+            let job =
+                move |owner_shard: Rc<Shard>| -> LocalFuture<(Vec<Outcome>, Option<Instant>)> {
+                    timing::record_since(Stage::HopToOwner, sent);
+                    let acked = append_on_owner(&owner_shard, work, acks);
+                    Box::pin(async move { (acked.await, timing::start()) })
+                };
+            Reply::Remote(shard.send_work(owner, job).await)
+        };
+        replies.push((slots, reply));
     }
-    if acks == 0 {
-        return Ok(Response::None);
-    }
+    let header = header.clone();
+    Ok(Box::pin(async move {
+        let results = join_all(
+            replies
+                .into_iter()
+                .map(|(slots, reply)| async move {
+                    let results = match reply {
+                        Reply::Local(acked) => Some(acked.await),
+                        Reply::Remote(rx) => rx.await.ok().map(|(results, done)| {
+                            timing::record_since(Stage::HopBack, done);
+                            results
+                        }),
+                    };
+                    (slots, results)
+                })
+                .collect(),
+        )
+        .await;
+        for (slots, results) in results {
+            let results = results.unwrap_or_else(|| {
+                vec![Outcome::error(error_code::KAFKA_STORAGE_ERROR); slots.len()]
+            });
+            for ((t, p), outcome) in slots.into_iter().zip(results) {
+                outcomes[t][p] = outcome;
+            }
+        }
+        if acks == 0 {
+            return Response::None;
+        }
+        respond(&header, version, names, indexes, outcomes)
+    }))
+}
+
+/// How a partition group's outcome comes back: from this shard's own future, or from another
+/// shard's reply (with the time the owner finished, for stage timing).
+enum Reply {
+    Local(LocalFuture<Vec<Outcome>>),
+    Remote(Receiver<(Vec<Outcome>, Option<Instant>)>),
+}
+
+fn respond(
+    header: &RequestHeader,
+    version: i16,
+    names: Vec<String>,
+    indexes: Vec<Vec<i32>>,
+    outcomes: Vec<Vec<Outcome>>,
+) -> Response {
     let responses = names
         .into_iter()
         .zip(indexes.into_iter().zip(outcomes))
@@ -197,15 +246,16 @@ pub async fn handle(
                 )
         })
         .collect();
-    Ok(Response::framed(frame_response(
+    Response::framed(frame_response(
         header,
         &ProduceResponse::default().with_responses(responses),
-    )))
+    ))
 }
 
 /// On the owner shard: validate every batch of a partition first (a partition's records are
-/// appended all or nothing), append, then wait for the acknowledgement the policy requires.
-async fn append_on_owner(shard: &Rc<Shard>, work: Vec<Work>, acks: i16) -> Vec<Outcome> {
+/// appended all or nothing) and append, all before returning; the returned future waits for the
+/// acknowledgement the policy requires.
+fn append_on_owner(shard: &Rc<Shard>, work: Vec<Work>, acks: i16) -> LocalFuture<Vec<Outcome>> {
     let now = now_ms();
     let mut outcomes = Vec::with_capacity(work.len());
     let mut waits = Vec::new();
@@ -263,17 +313,19 @@ async fn append_on_owner(shard: &Rc<Shard>, work: Vec<Work>, acks: i16) -> Vec<O
         }
     }
     let acks_all = acks == -1;
-    let results = join_all(
-        waits
-            .iter()
-            .map(|(_, partition, last)| partition.wait_for_ack(*last, acks_all))
-            .collect(),
-    )
-    .await;
-    for ((i, _, _), result) in waits.iter().zip(results) {
-        if result.is_err() {
-            outcomes[*i] = Outcome::error(error_code::KAFKA_STORAGE_ERROR);
+    Box::pin(async move {
+        let results = join_all(
+            waits
+                .iter()
+                .map(|(_, partition, last)| partition.wait_for_ack(*last, acks_all))
+                .collect(),
+        )
+        .await;
+        for ((i, _, _), result) in waits.iter().zip(results) {
+            if result.is_err() {
+                outcomes[*i] = Outcome::error(error_code::KAFKA_STORAGE_ERROR);
+            }
         }
-    }
-    outcomes
+        outcomes
+    })
 }
