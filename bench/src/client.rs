@@ -17,6 +17,8 @@ pub enum ClientError {
     Malformed(&'static str),
     #[error("broker returned error code {code} for {what}")]
     Kafka { code: i16, what: String },
+    #[error("{0}")]
+    Usage(String),
 }
 
 pub type Result<T> = std::result::Result<T, ClientError>;

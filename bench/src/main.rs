@@ -14,6 +14,7 @@ use clap::{Args, Parser, Subcommand};
 
 use run::{ConsumeSettings, Limit, ProduceSettings};
 use stats::{Reporter, Totals};
+use std::sync::atomic::Ordering;
 
 #[derive(Parser)]
 #[command(name = "ringtail-bench", version, about)]
@@ -79,9 +80,10 @@ struct ProduceArgs {
     /// Messages per second over all connections (open loop); default: as fast as possible
     #[arg(long)]
     rate: Option<f64>,
-    /// Requests in flight per connection
-    #[arg(long, default_value_t = 5)]
-    inflight: usize,
+    /// Requests in flight per connection [default: 5; with --rate, enough for 200 ms of the
+    /// schedule, so a broker slower than the rate shows as a run that fell behind]
+    #[arg(long)]
+    inflight: Option<usize>,
 }
 
 #[derive(Args, Clone)]
@@ -130,20 +132,35 @@ struct CheckArgs {
     /// Required consume rate, messages/s
     #[arg(long, default_value_t = 550_000.0)]
     consume_target: f64,
+    /// Also check acks=all latency: fail if the p99 of a paced acks=all run (100-record
+    /// batches, 4 partitions) exceeds this many milliseconds or the run falls behind
+    #[arg(long)]
+    acks_all_p99_max_ms: Option<f64>,
+    /// Rate of the acks=all latency check, messages/s
+    #[arg(long, default_value_t = 250_000.0)]
+    acks_all_rate: f64,
+    /// Seconds of the acks=all latency check
+    #[arg(long, default_value_t = 10.0)]
+    acks_all_seconds: f64,
 }
 
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Produce(args) => produce(&args).map(|totals| {
-            finish(
-                "produce",
-                &args.common,
-                &totals,
-                &produce_settings_json(&args),
-            )
+        Command::Produce(args) => produce(&args).map(|(totals, schedule)| {
+            let kept = schedule.as_ref().is_none_or(Schedule::kept);
+            let settings = match &schedule {
+                Some(schedule) => format!("{}{}", schedule.json(), produce_settings_json(&args)),
+                None => produce_settings_json(&args),
+            };
+            print_summary("produce", &totals);
+            if let Some(schedule) = &schedule {
+                schedule.print();
+            }
+            finish("produce", &args.common, &totals, &settings) && kept
         }),
         Command::Consume(args) => consume(&args).map(|totals| {
+            print_summary("consume", &totals);
             finish(
                 "consume",
                 &args.common,
@@ -174,11 +191,13 @@ fn assign(partitions: usize, connections: usize, connection: usize) -> Vec<i32> 
         .collect()
 }
 
-fn produce(args: &ProduceArgs) -> Result<Totals, client::ClientError> {
+fn produce(args: &ProduceArgs) -> Result<(Totals, Option<Schedule>), client::ClientError> {
     let partitions =
         client::ensure_topic(&args.common.brokers, &args.common.topic, args.partitions)?;
     let limit = Limit::new(args.messages, args.duration.map(Duration::from_secs_f64));
-    run_producers(args, partitions, &limit, false, "produce")
+    let totals = run_producers(args, partitions, &limit, false, "produce")?;
+    let schedule = Schedule::of(args.rate, &totals, &limit);
+    Ok((totals, schedule))
 }
 
 fn run_producers(
@@ -189,16 +208,19 @@ fn run_producers(
     label: &'static str,
 ) -> Result<Totals, client::ClientError> {
     let connections = args.common.connections.max(1);
+    let batch_records = args.batch_records.max(1);
+    let rate = args.rate.map(|r| r / connections as f64);
+    let inflight = inflight_for(args.inflight, rate, batch_records)?;
     let reporter = Reporter::start(label);
     let started = Instant::now();
     let settings = Arc::new(ProduceSettings {
         brokers: args.common.brokers.clone(),
         topic: args.common.topic.clone(),
         value_bytes: args.size,
-        batch_records: args.batch_records.max(1),
+        batch_records,
         acks: args.acks,
-        rate: args.rate.map(|r| r / connections as f64),
-        inflight: args.inflight.max(1),
+        rate,
+        inflight,
         stamp_every_batch: stamp,
     });
     let workers: Vec<_> = (0..connections)
@@ -212,6 +234,85 @@ fn run_producers(
         })
         .collect();
     join_workers(workers, limit, reporter, started)
+}
+
+/// Requests one connection may have in flight. A paced connection gets enough for 200 ms of its
+/// schedule, so it keeps the schedule against any broker that answers within that; a schedule
+/// one sender thread cannot keep is refused up front.
+fn inflight_for(
+    asked: Option<usize>,
+    rate_per_connection: Option<f64>,
+    batch_records: i32,
+) -> Result<usize, client::ClientError> {
+    let Some(rate) = rate_per_connection else {
+        return Ok(asked.unwrap_or(5).max(1));
+    };
+    let requests_per_sec = rate / f64::from(batch_records);
+    if !(rate > 0.0) || requests_per_sec > MAX_REQUESTS_PER_SEC_PER_CONNECTION {
+        return Err(client::ClientError::Usage(format!(
+            "--rate asks {requests_per_sec:.0} requests/s per connection; one connection paces at \
+             most {MAX_REQUESTS_PER_SEC_PER_CONNECTION:.0}: use more --connections or a larger \
+             --batch-records"
+        )));
+    }
+    Ok(asked
+        .unwrap_or_else(|| (requests_per_sec * 0.2).ceil().clamp(5.0, 4096.0) as usize)
+        .max(1))
+}
+
+/// What one paced sender thread can keep to schedule (a request every 10 us).
+const MAX_REQUESTS_PER_SEC_PER_CONNECTION: f64 = 100_000.0;
+
+/// Whether a paced run kept its schedule, from its totals and the senders' lag.
+struct Schedule {
+    asked_msgs_per_sec: f64,
+    achieved_msgs_per_sec: f64,
+    lag_end_ms: f64,
+    lag_max_ms: f64,
+}
+
+impl Schedule {
+    fn of(rate: Option<f64>, totals: &Totals, limit: &Limit) -> Option<Schedule> {
+        let asked = rate?;
+        Some(Schedule {
+            asked_msgs_per_sec: asked,
+            achieved_msgs_per_sec: totals.msgs_per_sec(),
+            lag_end_ms: limit.lag_end_us.load(Ordering::Relaxed) as f64 / 1e3,
+            lag_max_ms: limit.lag_max_us.load(Ordering::Relaxed) as f64 / 1e3,
+        })
+    }
+
+    /// Kept: the last requests went out within 100 ms of their time and at least 95% of the
+    /// asked rate was reached. Otherwise the latencies are those of a growing queue.
+    fn kept(&self) -> bool {
+        self.lag_end_ms <= 100.0 && self.achieved_msgs_per_sec >= 0.95 * self.asked_msgs_per_sec
+    }
+
+    fn print(&self) {
+        println!(
+            "  schedule      asked {:.0} msg/s, achieved {:.0}, send lag at end {:.1} ms (max {:.1}): {}",
+            self.asked_msgs_per_sec,
+            self.achieved_msgs_per_sec,
+            self.lag_end_ms,
+            self.lag_max_ms,
+            if self.kept() {
+                "kept"
+            } else {
+                "FELL BEHIND (latencies include the generator's own backlog)"
+            }
+        );
+    }
+
+    fn json(&self) -> String {
+        format!(
+            "\"schedule\": {{\"asked_msgs_per_sec\": {:.1}, \"achieved_msgs_per_sec\": {:.1}, \"lag_end_ms\": {:.3}, \"lag_max_ms\": {:.3}, \"kept\": {}}}, ",
+            self.asked_msgs_per_sec,
+            self.achieved_msgs_per_sec,
+            self.lag_end_ms,
+            self.lag_max_ms,
+            self.kept()
+        )
+    }
 }
 
 fn consume(args: &ConsumeArgs) -> Result<Totals, client::ClientError> {
@@ -294,7 +395,7 @@ fn e2e(args: &E2eArgs) -> Result<bool, client::ClientError> {
         batch_records: args.batch_records,
         acks: args.acks,
         rate: Some(args.rate),
-        inflight: 5,
+        inflight: None,
     };
     let produce_limit = Limit::new(None, Some(Duration::from_secs_f64(args.duration)));
     let consume_limit = Limit::new(None, Some(Duration::from_secs_f64(args.duration + 1.0)));
@@ -340,9 +441,9 @@ fn check(args: &CheckArgs) -> Result<bool, client::ClientError> {
         batch_records: 1000,
         acks: 1,
         rate: None,
-        inflight: 5,
+        inflight: None,
     };
-    let produced = produce(&produce_args)?;
+    let (produced, _) = produce(&produce_args)?;
     print_summary("check produce", &produced);
     let consume_args = ConsumeArgs {
         common: args.common.clone(),
@@ -366,9 +467,50 @@ fn check(args: &CheckArgs) -> Result<bool, client::ClientError> {
         args.consume_target,
         if consume_ok { "ok" } else { "too slow" }
     );
-    let pass = produce_ok && consume_ok;
+    let latency_ok = match args.acks_all_p99_max_ms {
+        Some(max_ms) => check_acks_all_latency(args, max_ms)?,
+        None => true,
+    };
+    let pass = produce_ok && consume_ok && latency_ok;
     println!("{}", if pass { "PASS" } else { "FAIL" });
     Ok(pass)
+}
+
+/// acks=all produce at a fixed rate (100-record batches, 4 partitions, one connection): the
+/// schedule must hold and the p99 must stay within `max_ms`.
+fn check_acks_all_latency(args: &CheckArgs, max_ms: f64) -> Result<bool, client::ClientError> {
+    let mut common = args.common.clone();
+    common.topic = format!("{}-acks-all", args.common.topic);
+    common.json = None;
+    let paced = ProduceArgs {
+        common,
+        partitions: 4,
+        messages: None,
+        duration: Some(args.acks_all_seconds),
+        size: 200,
+        batch_records: 100,
+        acks: -1,
+        rate: Some(args.acks_all_rate),
+        inflight: None,
+    };
+    let (totals, schedule) = produce(&paced)?;
+    print_summary("check acks=all latency", &totals);
+    let schedule = schedule.expect("a paced run has a schedule");
+    schedule.print();
+    let p99_ms = totals.percentile_us(0.99) as f64 / 1e3;
+    let ok = schedule.kept() && totals.errors == 0 && p99_ms <= max_ms;
+    println!(
+        "acks=all p99 at {:.0} msg/s {p99_ms:.2} ms (limit {max_ms} ms): {}",
+        args.acks_all_rate,
+        if ok {
+            "ok"
+        } else if !schedule.kept() {
+            "fell behind"
+        } else {
+            "too slow"
+        }
+    );
+    Ok(ok)
 }
 
 fn produce_settings_json(args: &ProduceArgs) -> String {
@@ -379,13 +521,13 @@ fn produce_settings_json(args: &ProduceArgs) -> String {
         args.acks,
         args.common.connections,
         args.partitions,
-        args.inflight,
+        args.inflight.map_or("null".to_string(), |n| n.to_string()),
         args.rate.map_or("null".to_string(), |r| r.to_string())
     )
 }
 
+/// Writes the JSON summary if asked; true when the run had no errors.
 fn finish(mode: &str, common: &Common, totals: &Totals, settings: &str) -> bool {
-    print_summary(mode, totals);
     if let Some(path) = &common.json {
         if let Err(e) = write_json(path, mode, totals, settings) {
             eprintln!("ringtail-bench: cannot write {path}: {e}");

@@ -23,6 +23,10 @@ pub struct Limit {
     /// Messages claimed (producers) or seen (consumers) so far, over all workers.
     pub counted: AtomicU64,
     pub stop: AtomicBool,
+    /// Paced runs: how late a request went out against its schedule, in microseconds: the
+    /// largest lag seen, and the largest over connections of each one's last request.
+    pub lag_max_us: AtomicU64,
+    pub lag_end_us: AtomicU64,
 }
 
 impl Limit {
@@ -32,6 +36,8 @@ impl Limit {
             deadline: duration.map(|d| Instant::now() + d),
             counted: AtomicU64::new(0),
             stop: AtomicBool::new(false),
+            lag_max_us: AtomicU64::new(0),
+            lag_end_us: AtomicU64::new(0),
         })
     }
 
@@ -120,10 +126,12 @@ fn send_loop(
         .map(|rate| f64::from(settings.batch_records) / rate * 1e6);
     let mut sent_batches: u64 = 0;
     let mut next_partition = 0;
+    let mut lag_us = 0;
     loop {
         let want = settings.batch_records as u64;
         let claimed = limit.claim(want);
         if claimed == 0 {
+            limit.lag_end_us.fetch_max(lag_us, Ordering::Relaxed);
             return Ok(());
         }
         let batch = if claimed == want {
@@ -158,6 +166,10 @@ fn send_loop(
             .i32(partition)
             .i32(batch.bytes.len() as i32);
         let correlation_id = connection.send_parts(PRODUCE, 7, &[&prefix.buf, &batch.bytes])?;
+        if interval_us.is_some() {
+            lag_us = now_us().saturating_sub(intended_us);
+            limit.lag_max_us.fetch_max(lag_us, Ordering::Relaxed);
+        }
         sent_batches += 1;
         let bytes = (claimed as usize * settings.value_bytes) as u64;
         if settings.acks == 0 {
