@@ -5,7 +5,8 @@
 # configuration (default 3). Broker and generator share the machine, as in the issue's bar.
 # Measures: loopback TCP bandwidth (iperf3), the limits of ../shared/tools/limits (if present),
 # then for each broker configuration (shards, pinning, fsync) produce with acks=1, consume,
-# and produce latency at a fixed 250,000 messages/s.
+# and produce latency at a fixed 250,000 messages/s with the configuration's own acks (before
+# 2026-12-02 the paced runs always used acks=1: their acks-all rows measured acks=1 latency).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -50,7 +51,7 @@ run_config() {  # name, produce acks, broker flags...
     "$bench" consume --brokers 127.0.0.1:$port --topic bench --connections 2 \
       --messages "$messages" --json "$out/$name-consume-$run.json" >/dev/null 2>&1
     "$bench" produce --brokers 127.0.0.1:$port --topic paced --partitions 4 --connections 2 \
-      --duration 10 --rate 250000 --batch-records 100 --acks 1 --json "$out/$name-paced-$run.json" >/dev/null 2>&1
+      --duration 10 --rate 250000 --batch-records 100 --acks "$acks" --json "$out/$name-paced-$run.json" >/dev/null 2>&1
     kill -TERM $pid; wait $pid || true
   done
   python3 - "$out" "$name" "$runs" <<'EOF' | tee -a "$out/results.tsv"
@@ -68,7 +69,7 @@ print(f"{name}\tproduce_msgs_s\t{med(pm):.0f}\t{min(pm):.0f}-{max(pm):.0f}\tcons
 EOF
 }
 
-echo "== broker configurations ($runs runs each, $messages messages of 200 B, 4 partitions, 2 connections; paced: 250,000 msg/s, acks=1)"
+echo "== broker configurations ($runs runs each, $messages messages of 200 B, 4 partitions, 2 connections; paced: 250,000 msg/s, 100-record batches, the configuration's acks)"
 run_config shards2-pinned-never-acks1 1 --shards 2 --cores 0,1 --fsync never
 run_config shards2-pinned-acksall-acksall -1 --shards 2 --cores 0,1 --fsync acks-all
 run_config shards2-unpinned-never-acks1 1 --shards 2 --fsync never
