@@ -53,3 +53,43 @@ def test_bench_reports_an_unreachable_broker_clearly(tmp_path):
     r = bench("produce", "--brokers", "127.0.0.1:1", "--topic", "t", "--messages", "10")
     assert r.returncode == 2
     assert b"connection to 127.0.0.1:1 failed" in r.stderr
+
+
+def test_paced_runs_say_whether_they_kept_their_schedule(broker, tmp_path):
+    out = tmp_path / "kept.json"
+    r = bench("produce", "--brokers", broker.bootstrap, "--topic", "paced", "--partitions", "2",
+              "--rate", "20000", "--duration", "2", "--batch-records", "100", "--acks", "-1", "--json", str(out))
+    assert r.returncode == 0, r.stdout.decode() + r.stderr.decode()
+    schedule = json.loads(out.read_text())["settings"]["schedule"]
+    assert schedule["kept"] is True and schedule["asked_msgs_per_sec"] == 20000
+    assert schedule["achieved_msgs_per_sec"] >= 19000
+    assert b"kept" in r.stdout
+
+    # Far beyond what one connection can send: the run must say it fell behind, not report the
+    # latencies of its own backlog as the broker's.
+    out = tmp_path / "behind.json"
+    r = bench("produce", "--brokers", broker.bootstrap, "--topic", "paced", "--rate", "40000000",
+              "--duration", "2", "--batch-records", "1000", "--acks", "1", "--json", str(out))
+    assert r.returncode == 1, r.stdout.decode() + r.stderr.decode()
+    assert b"FELL BEHIND" in r.stdout
+    schedule = json.loads(out.read_text())["settings"]["schedule"]
+    assert schedule["kept"] is False and schedule["achieved_msgs_per_sec"] < 40000000
+
+
+def test_a_schedule_one_connection_cannot_pace_is_refused(broker):
+    r = bench("produce", "--brokers", broker.bootstrap, "--topic", "t", "--rate", "1e9",
+              "--duration", "1", "--batch-records", "1")
+    assert r.returncode == 2
+    assert b"requests/s per connection" in r.stderr and b"--connections" in r.stderr
+
+
+def test_check_gates_acks_all_latency(broker):
+    ok = bench("check", "--brokers", broker.bootstrap, "--topic", "lat-ok", "--messages", "20000",
+               "--produce-target", "1", "--consume-target", "1", "--acks-all-p99-max-ms", "60000",
+               "--acks-all-rate", "20000", "--acks-all-seconds", "2")
+    assert ok.returncode == 0 and b"PASS" in ok.stdout, ok.stdout.decode() + ok.stderr.decode()
+    assert b"acks=all p99 at 20000 msg/s" in ok.stdout
+    fail = bench("check", "--brokers", broker.bootstrap, "--topic", "lat-fail", "--messages", "20000",
+                 "--produce-target", "1", "--consume-target", "1", "--acks-all-p99-max-ms", "0.001",
+                 "--acks-all-rate", "20000", "--acks-all-seconds", "2")
+    assert fail.returncode == 1 and b"FAIL" in fail.stdout and b"too slow" in fail.stdout
