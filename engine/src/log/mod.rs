@@ -20,6 +20,7 @@
 mod checkpoint;
 mod open;
 mod read;
+mod rounds;
 mod tasks;
 
 use std::cell::{Cell, RefCell};

@@ -2,6 +2,8 @@
 //! job, in log order; seals rolled segments), the syncer (fdatasync shared by every waiter that
 //! asked since the last one), and for `interval:MS` a ticker that asks the syncer periodically.
 //!
+//! The syncers of a shard's partitions start their fdatasyncs in rounds (`rounds`).
+//!
 //! Ordering: the writer runs jobs strictly in order, so a segment's seal (its fdatasync and index
 //! files) completes before any byte of the next segment is written; the syncer issues fdatasync
 //! only for bytes whose write already completed (io_uring does not order them otherwise).
@@ -218,17 +220,29 @@ async fn run_syncer(partition: Rc<Partition>) {
             match &state.written_file {
                 Some(file) if unsynced && (always || asked) => {
                     let file = file.clone();
-                    timing::record_since(Stage::WaitForSync, state.sync_asked_at.take());
-                    Some((state.written_offset, file))
+                    Some((state.written_offset, file, state.sync_asked_at.take()))
                 }
                 _ if state.closing && state.pending.is_empty() && !asked => return,
                 _ => None,
             }
         };
-        let Some((offset, file)) = target else {
+        let Some((mut offset, mut file, asked_at)) = target else {
             notified.await;
             continue;
         };
+        let _place = super::rounds::join().await;
+        {
+            // Cover whatever was written while this syncer waited for its round.
+            let state = partition.state.borrow();
+            if state.poisoned.is_some() {
+                return;
+            }
+            if let Some(latest) = &state.written_file {
+                offset = state.written_offset;
+                file = latest.clone();
+            }
+        }
+        timing::record_since(Stage::WaitForSync, asked_at);
         let started = timing::start();
         if let Err(err) = partition.sync_file(file).await {
             partition.poison(err);
