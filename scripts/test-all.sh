@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone on Debian/Ubuntu with Rust installed:
-# installs what the tests need (kcat from Debian; pytest, confluent-kafka, kafka-python and
+# installs what the tests need (kcat, Go and sarama from Debian; pytest, confluent-kafka, kafka-python and
 # aiokafka in a venv; KafkaJS from npm when Node.js is present), builds, runs the Rust tests,
 # then the end-to-end tests against the real binary.
 # Exit status is the suite's.
@@ -11,11 +11,17 @@ venv=${RINGTAIL_VENV:-$root/target/e2e-venv}
 
 echo "== ringtail tests: $(git rev-parse --short HEAD 2>/dev/null || echo 'no git') on $(uname -r)"
 
-if ! command -v kcat >/dev/null 2>&1; then
-  echo "== installing kcat (Debian package)"
+# Debian packages: kcat (librdkafka 2.0.2), and Go with sarama 1.22 for the sarama test (built
+# offline in GOPATH mode from /usr/share/gocode).
+missing=()
+command -v kcat >/dev/null 2>&1 || missing+=(kcat)
+command -v go >/dev/null 2>&1 || missing+=(golang-go)
+[ -d /usr/share/gocode/src/github.com/Shopify/sarama ] || missing+=(golang-github-shopify-sarama-dev)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== installing ${missing[*]} (Debian packages)"
   sudo_=""; [ "$(id -u)" -eq 0 ] || sudo_="sudo"
   $sudo_ apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq kcat >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 if [ ! -x "$venv/bin/pytest" ] || ! "$venv/bin/python" -c 'import confluent_kafka, kafka, aiokafka' 2>/dev/null; then
   echo "== installing Python clients into $venv"

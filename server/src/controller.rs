@@ -55,6 +55,9 @@ async fn create_on_controller(
     let mut created = Vec::new();
     for new in topics {
         let result = (|| {
+            if new.name == crate::group::offsets::CONSUMER_OFFSETS {
+                return Err(CreateError::Exists);
+            }
             validate_name(&new.name).map_err(CreateError::InvalidName)?;
             if registry.get(&new.name).is_some() {
                 return Err(CreateError::Exists);

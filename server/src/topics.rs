@@ -33,6 +33,36 @@ pub struct Topic {
     pub configs: BTreeMap<String, String>,
 }
 
+impl Topic {
+    /// Kafka's internal `__consumer_offsets`: served read-only from the group coordinators'
+    /// offsets logs, never stored in the registry.
+    pub fn is_internal(&self) -> bool {
+        self.name == crate::group::offsets::CONSUMER_OFFSETS
+    }
+
+    /// The internal topic as a topic: partition `p` is offsets log `p`, owned by the shard that
+    /// coordinates its groups.
+    pub fn consumer_offsets(shards: usize) -> Topic {
+        Topic {
+            name: crate::group::offsets::CONSUMER_OFFSETS.to_string(),
+            id: crate::group::offsets::CONSUMER_OFFSETS_ID,
+            shards: (0..crate::group::offsets::PARTITIONS as usize)
+                .map(|p| p % shards)
+                .collect(),
+            configs: [("cleanup.policy".to_string(), "compact".to_string())].into(),
+        }
+    }
+}
+
+/// Names Kafka reserves for its own internal topics, other than `__consumer_offsets` (which
+/// exists here): no user topic may take them.
+const RESERVED_NAMES: &[&str] = &[
+    "__transaction_state",
+    "__cluster_metadata",
+    "__share_group_state",
+    "__remote_log_metadata",
+];
+
 #[derive(Clone, Debug, Default)]
 pub struct Registry {
     pub topics: BTreeMap<String, Arc<Topic>>,
@@ -89,6 +119,11 @@ pub fn validate_name(name: &str) -> Result<(), String> {
         return Err(format!(
             "topic names starting with {:?} are reserved",
             crate::group::offsets::INTERNAL_PREFIX
+        ));
+    }
+    if RESERVED_NAMES.contains(&name) {
+        return Err(format!(
+            "topic name {name:?} is reserved for an internal topic"
         ));
     }
     if name == "." || name == ".." {

@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
+use bytes::{BufMut, Bytes, BytesMut};
+
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResponse, DescribeConfigsResult,
 };
@@ -12,7 +14,9 @@ use ringtail_engine::LogConfig;
 use super::{str_bytes, Response};
 use crate::config::Config;
 use crate::protocol::reader::{DecodeError, Reader};
-use crate::protocol::{error_code, frame_response, RequestHeader};
+use crate::protocol::{
+    error_code, finish_frame, frame_response, put_response_header, RequestHeader,
+};
 use crate::shard::Shard;
 use crate::topics::Topic;
 
@@ -86,7 +90,11 @@ fn topic_entries(config: &Config, topic: &Topic) -> Vec<(String, String, i8, i8)
     let log = effective_log_config(config, topic);
     let value = |key: &str| -> String {
         match key {
-            "cleanup.policy" => "delete".into(),
+            "cleanup.policy" => topic
+                .configs
+                .get("cleanup.policy")
+                .cloned()
+                .unwrap_or_else(|| "delete".into()),
             "max.message.bytes" => log.max_message_bytes.to_string(),
             "retention.bytes" => log.retention_bytes.map_or(-1, |v| v as i64).to_string(),
             "retention.ms" => log.retention_ms.unwrap_or(-1).to_string(),
@@ -213,9 +221,8 @@ pub async fn handle_describe(
                         let mut entry = DescribeConfigsResourceResult::default()
                             .with_name(str_bytes(&key))
                             .with_value(Some(str_bytes(&value)));
-                        if header.api_version >= 1 {
-                            entry.config_source = source;
-                        }
+                        // v0 carries `is_default` instead, derived from it when encoding.
+                        entry.config_source = source;
                         if header.api_version >= 3 {
                             entry.config_type = kind;
                         }
@@ -230,8 +237,45 @@ pub async fn handle_describe(
         }
         results.push(result);
     }
+    if header.api_version == 0 {
+        return Ok(Response::Frame(encode_v0(header, &results)));
+    }
     Ok(Response::framed(frame_response(
         header,
         &DescribeConfigsResponse::default().with_results(results),
     )))
+}
+
+/// DescribeConfigs v0, which Kafka's current schema (and so the codec) no longer has: each
+/// entry carries `is_default` where v1 has `config_source` and synonyms.
+fn encode_v0(header: &RequestHeader, results: &[DescribeConfigsResult]) -> Bytes {
+    fn string(buf: &mut BytesMut, text: Option<&str>) {
+        match text {
+            Some(text) => {
+                buf.put_i16(text.len() as i16);
+                buf.put_slice(text.as_bytes());
+            }
+            None => buf.put_i16(-1),
+        }
+    }
+    let mut buf = BytesMut::with_capacity(256);
+    buf.put_i32(0);
+    put_response_header(&mut buf, header);
+    buf.put_i32(0); // throttle_time_ms
+    buf.put_i32(results.len() as i32);
+    for result in results {
+        buf.put_i16(result.error_code);
+        string(&mut buf, result.error_message.as_deref());
+        buf.put_i8(result.resource_type);
+        string(&mut buf, Some(&result.resource_name));
+        buf.put_i32(result.configs.len() as i32);
+        for entry in &result.configs {
+            string(&mut buf, Some(&entry.name));
+            string(&mut buf, entry.value.as_deref());
+            buf.put_u8(u8::from(entry.read_only));
+            buf.put_u8(u8::from(entry.config_source == SOURCE_DEFAULT));
+            buf.put_u8(u8::from(entry.is_sensitive));
+        }
+    }
+    finish_frame(buf)
 }

@@ -56,6 +56,22 @@ pub async fn handle(
                 };
                 result.error_code = code;
             }
+            Some(topic) if topic.is_internal() => {
+                result.name = Some(TopicName(str_bytes(&topic.name)));
+                if version >= 6 {
+                    result.topic_id = uuid::Uuid::from_bytes(topic.id);
+                }
+                result.error_code = if version >= 3 {
+                    error_code::TOPIC_DELETION_DISABLED
+                } else {
+                    error_code::INVALID_REQUEST
+                };
+                if version >= 5 {
+                    result.error_message = Some(str_bytes(
+                        "__consumer_offsets is internal: it holds the groups' committed offsets",
+                    ));
+                }
+            }
             Some(topic) => {
                 result.name = Some(TopicName(str_bytes(&topic.name)));
                 if version >= 6 {

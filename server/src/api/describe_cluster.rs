@@ -15,11 +15,11 @@ use crate::shard::Shard;
 /// The endpoint type asked for (1: brokers).
 pub(super) fn decode(version: i16, body: &mut Reader) -> Result<i8, DecodeError> {
     let _include_authorized_operations = body.bool()?;
-    if version >= 1 {
-        body.i8()
-    } else {
-        Ok(1)
+    let endpoint_type = if version >= 1 { body.i8()? } else { 1 };
+    if version >= 2 {
+        let _include_fenced_brokers = body.bool()?;
     }
+    Ok(endpoint_type)
 }
 
 pub fn handle(

@@ -11,6 +11,7 @@ use crate::protocol::{error_code, frame_response, RequestHeader};
 use crate::shard::Shard;
 
 const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
 
 pub(super) fn decode(version: i16, body: &mut Reader) -> Result<(i8, Vec<String>), DecodeError> {
     if version >= 4 {
@@ -38,10 +39,19 @@ pub fn handle(
     let version = header.api_version;
     let (key_type, keys) = decode(version, &mut body)?;
     let config = &shard.shared.config;
-    let code = if key_type == KEY_TYPE_GROUP {
-        error_code::NONE
-    } else {
-        error_code::COORDINATOR_NOT_AVAILABLE
+    // Transactions do not exist yet: refuse them with an error no client retries (Kafka's
+    // answer to a principal that may not use the transactional id), so a transactional producer
+    // fails at once with a clear reason instead of retrying COORDINATOR_NOT_AVAILABLE.
+    let (code, message) = match key_type {
+        KEY_TYPE_GROUP => (error_code::NONE, None),
+        KEY_TYPE_TRANSACTION => (
+            error_code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+            Some("transactions are not supported by this broker yet"),
+        ),
+        _ => (
+            error_code::INVALID_REQUEST,
+            Some("unknown coordinator key type"),
+        ),
     };
     let (node, host, port) = if code == error_code::NONE {
         (
@@ -63,10 +73,14 @@ pub fn handle(
                     .with_host(host.clone())
                     .with_port(port)
                     .with_error_code(code)
+                    .with_error_message(message.map(str_bytes))
             })
             .collect();
     } else {
         response.error_code = code;
+        if version >= 1 {
+            response.error_message = message.map(str_bytes);
+        }
         response.node_id = node;
         response.host = host;
         response.port = port;

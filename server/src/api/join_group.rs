@@ -1,4 +1,4 @@
-//! JoinGroup (v0-7): registers the member and waits, on the group's shard, until the join
+//! JoinGroup (v0-9): registers the member and waits, on the group's shard, until the join
 //! phase of the next generation ends. New members first get a member id (MEMBER_ID_REQUIRED,
 //! v4+), as Kafka asks of them.
 
@@ -34,6 +34,9 @@ pub(super) fn decode(
     };
     let protocol_type = body.string()?;
     let protocols = body.structs(3, |body| Ok((body.string()?, body.bytes_or_empty()?)))?;
+    if version >= 8 {
+        let _reason = body.nullable_string()?;
+    }
     Ok(JoinRequest {
         group,
         member_id,

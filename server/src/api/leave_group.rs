@@ -1,4 +1,4 @@
-//! LeaveGroup (v0-4): members leave at once; the rest of the group rebalances.
+//! LeaveGroup (v0-5): members leave at once; the rest of the group rebalances.
 
 use std::rc::Rc;
 
@@ -16,7 +16,13 @@ pub(super) fn decode(version: i16, body: &mut Reader) -> Result<Request, DecodeE
     if version < 3 {
         return Ok((group, vec![(body.string()?, None)]));
     }
-    let members = body.structs(2, |body| Ok((body.string()?, body.nullable_string()?)))?;
+    let members = body.structs(2, |body| {
+        let member = (body.string()?, body.nullable_string()?);
+        if version >= 5 {
+            let _reason = body.nullable_string()?;
+        }
+        Ok(member)
+    })?;
     Ok((group, members))
 }
 

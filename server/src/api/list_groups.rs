@@ -10,12 +10,26 @@ use crate::protocol::reader::{DecodeError, Reader};
 use crate::protocol::{frame_response, RequestHeader};
 use crate::shard::{LocalFuture, Shard};
 
-pub(super) fn decode(version: i16, body: &mut Reader) -> Result<Vec<String>, DecodeError> {
-    if version < 4 {
-        return Ok(Vec::new());
-    }
-    let count = body.array(1)?;
-    (0..count).map(|_| body.string()).collect()
+/// (states filter, types filter): empty filters take every group.
+pub(super) fn decode(
+    version: i16,
+    body: &mut Reader,
+) -> Result<(Vec<String>, Vec<String>), DecodeError> {
+    let strings = |body: &mut Reader| -> Result<Vec<String>, DecodeError> {
+        let count = body.array(1)?;
+        (0..count).map(|_| body.string()).collect()
+    };
+    let states = if version >= 4 {
+        strings(body)?
+    } else {
+        Vec::new()
+    };
+    let types = if version >= 5 {
+        strings(body)?
+    } else {
+        Vec::new()
+    };
+    Ok((states, types))
 }
 
 pub async fn handle(
@@ -24,7 +38,7 @@ pub async fn handle(
     mut body: Reader,
 ) -> Result<Response, DecodeError> {
     let version = header.api_version;
-    let states = decode(version, &mut body)?;
+    let (states, types) = decode(version, &mut body)?;
     let mut groups = Vec::new();
     for owner in 0..shard.shared.config.shards {
         let work = |s: Rc<Shard>| -> LocalFuture<Vec<(String, String, &'static str)>> {
@@ -38,12 +52,17 @@ pub async fn handle(
         .filter(|(_, _, state)| {
             states.is_empty() || states.iter().any(|s| s.eq_ignore_ascii_case(state))
         })
+        // Every group here is a classic one (KIP-848's group types).
+        .filter(|_| types.is_empty() || types.iter().any(|t| t.eq_ignore_ascii_case("classic")))
         .map(|(id, protocol_type, state)| {
             let mut group = ListedGroup::default()
                 .with_group_id(GroupId(str_bytes(&id)))
                 .with_protocol_type(str_bytes(&protocol_type));
             if version >= 4 {
                 group.group_state = str_bytes(state);
+            }
+            if version >= 5 {
+                group.group_type = str_bytes("classic");
             }
             group
         })

@@ -51,7 +51,8 @@ pub(super) fn decode(version: i16, body: &mut Reader) -> Result<Request, DecodeE
     let allow_auto_create = if version >= 4 { body.bool()? } else { true };
     // The rest (authorized-operations flags, v8+) needs no answer beyond "not provided".
     Ok(Request {
-        topics: count.map(|_| wanted),
+        // In v0 an empty list means every topic (null came in v1 for that).
+        topics: count.filter(|&n| !(version == 0 && n == 0)).map(|_| wanted),
         allow_auto_create,
     })
 }
@@ -161,6 +162,9 @@ fn describe(topic: &Topic, version: i16) -> MetadataResponseTopic {
         .with_name(Some(TopicName(str_bytes(&topic.name))))
         .with_partitions(partitions)
         .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
+    if version >= 1 {
+        described.is_internal = topic.is_internal();
+    }
     if version >= 10 {
         described.topic_id = uuid::Uuid::from_bytes(topic.id);
     }

@@ -110,8 +110,20 @@ pub async fn take(
 }
 
 fn malformed(header: &RequestHeader, err: DecodeError) -> Response {
+    refuse(header, format!("malformed request: {err}"))
+}
+
+/// Closes the connection, as Kafka does for a request it cannot answer, saying at warn which
+/// client sent what.
+fn refuse(header: &RequestHeader, reason: String) -> Response {
+    tracing::warn!(
+        client_id = header.client_id.as_deref().unwrap_or(""),
+        api_key = header.api_key,
+        api_version = header.api_version,
+        "closing connection: {reason}"
+    );
     Response::Close(format!(
-        "malformed request (API {} v{}): {err}",
+        "{reason} (API {} v{})",
         header.api_key, header.api_version
     ))
 }
@@ -127,10 +139,10 @@ pub async fn handle(
         return api_versions::handle(&header);
     }
     if !header.supported() {
-        return Response::Close(format!(
-            "unsupported API key {} version {} (see ApiVersions)",
-            header.api_key, header.api_version
-        ));
+        return refuse(
+            &header,
+            "unsupported API key or version (see ApiVersions)".into(),
+        );
     }
     let result: Result<Response, DecodeError> = match header.api_key {
         key::PRODUCE => match produce::dispatch(shard, &header, body).await {

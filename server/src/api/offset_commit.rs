@@ -1,4 +1,4 @@
-//! OffsetCommit (v0-8): checked against the group's generation, written durably to the group's
+//! OffsetCommit (v0-9): checked against the group's generation, written durably to the group's
 //! internal offsets log, then acknowledged.
 
 use std::rc::Rc;
@@ -11,7 +11,7 @@ use kafka_protocol::messages::TopicName;
 use super::{str_bytes, Response};
 use crate::group::offsets::Committed;
 use crate::protocol::reader::{DecodeError, Reader};
-use crate::protocol::{error_code, frame_response, RequestHeader};
+use crate::protocol::{error_code, frame_response_as, RequestHeader};
 use crate::shard::{now_ms, LocalFuture, Shard};
 
 pub(super) struct Request {
@@ -124,8 +124,10 @@ pub async fn handle(
                 )
         })
         .collect();
-    Ok(Response::framed(frame_response(
+    // v0 and v1 responses are v2's bytes (throttle time came in v3); the codec knows v2+.
+    Ok(Response::framed(frame_response_as(
         header,
         &OffsetCommitResponse::default().with_topics(topics),
+        header.api_version.max(2),
     )))
 }

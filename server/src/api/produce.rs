@@ -119,7 +119,13 @@ pub async fn dispatch(
         let mut topic_outcomes =
             vec![Outcome::error(error_code::NONE); topic_data.partitions.len()];
         let topic = if matches!(acks, -1..=1) {
-            find_or_create(shard, &topic_data.name, auto_create).await
+            find_or_create(shard, &topic_data.name, auto_create)
+                .await
+                // Kafka: "Cannot append to internal topic" (only its coordinators write there).
+                .and_then(|t| match t.is_internal() {
+                    true => Err(error_code::INVALID_TOPIC_EXCEPTION),
+                    false => Ok(t),
+                })
         } else {
             Err(error_code::INVALID_REQUIRED_ACKS)
         };

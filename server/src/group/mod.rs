@@ -505,6 +505,26 @@ impl Coordinator {
         self.logs.get(&offsets::partition_of(group))
     }
 
+    /// The internal offsets log of partition `partition`, if this shard owns it: served
+    /// read-only as `__consumer_offsets`.
+    pub fn log(&self, partition: u32) -> Option<Rc<Partition>> {
+        self.logs.get(&partition).cloned()
+    }
+
+    /// Appends the group's metadata record (Kafka's GroupMetadata key and value) for readers of
+    /// `__consumer_offsets`. Not waited for: replay does not use it, so losing the newest one in
+    /// a crash loses nothing but a monitor's view until the next rebalance.
+    fn record_group(&self, group: &Group) {
+        let Some(log) = self.log_for(&group.id) else {
+            return;
+        };
+        let (key, value) = group_metadata_record(group);
+        let batch = build_keyed_batch(&[(key.as_slice(), Some(value.as_slice()))], now_ms());
+        if let Err(err) = log.append(BytesMut::from(&batch[..]), now_ms()) {
+            tracing::warn!(group = %group.id, "cannot record group metadata: {err}");
+        }
+    }
+
     /// JoinGroup: an answer now, or a receiver completed when the join phase ends.
     pub fn join(&self, request: JoinRequest) -> Result<JoinResult, Receiver<JoinResult>> {
         let now = Instant::now();
@@ -694,6 +714,7 @@ impl Coordinator {
             }
             group.state = State::Stable;
             group.last_activity_ms = now_ms();
+            self.record_group(group);
         }
         Err(rx)
     }
@@ -959,6 +980,12 @@ impl Coordinator {
         if let Err(code) = self.tombstone(group_id, &keys).await {
             return code;
         }
+        if let Some(log) = self.log_for(group_id) {
+            // The group's metadata record goes too (not waited for, as it is written).
+            let key = offsets::encode_group_key(group_id);
+            let batch = build_keyed_batch(&[(key.as_slice(), None)], now_ms());
+            let _ = log.append(BytesMut::from(&batch[..]), now_ms());
+        }
         if let Some(group) = self.groups.borrow_mut().get_mut(group_id) {
             group.state = State::Dead;
         }
@@ -1059,17 +1086,26 @@ impl Coordinator {
                 .values()
                 .filter(|g| offsets::partition_of(&g.id) == partition)
                 .flat_map(|g| {
-                    g.offsets.iter().map(|((topic, p), committed)| {
-                        let key = Key {
-                            group: g.id.clone(),
-                            topic: topic.clone(),
-                            partition: *p,
-                        };
-                        (
-                            offsets::encode_key(&key),
-                            Some(offsets::encode_value(committed)),
-                        )
-                    })
+                    // Live groups' metadata, for `__consumer_offsets` readers; replay skips it.
+                    let metadata = (g.state == State::Stable).then(|| {
+                        let (key, value) = group_metadata_record(g);
+                        (key, Some(value))
+                    });
+                    g.offsets
+                        .iter()
+                        .map(|((topic, p), committed)| {
+                            let key = Key {
+                                group: g.id.clone(),
+                                topic: topic.clone(),
+                                partition: *p,
+                            };
+                            (
+                                offsets::encode_key(&key),
+                                Some(offsets::encode_value(committed)),
+                            )
+                        })
+                        .chain(metadata)
+                        .collect::<Vec<_>>()
                 })
                 .collect();
             let snapshot_start = log.log_end_offset();
@@ -1123,6 +1159,40 @@ impl Coordinator {
 }
 
 /// Rebuilds committed offsets from an offsets log, newest record winning.
+/// A group's GroupMetadata record: its generation, protocol, leader and members.
+fn group_metadata_record(group: &Group) -> (Vec<u8>, Vec<u8>) {
+    let protocol = group.protocol.as_deref();
+    let record = offsets::GroupRecord {
+        protocol_type: group.protocol_type.as_deref().unwrap_or("consumer"),
+        generation: group.generation,
+        protocol,
+        leader: group.leader.as_deref(),
+        state_timestamp_ms: now_ms(),
+        members: group
+            .members
+            .iter()
+            .map(|m| offsets::MemberRecord {
+                member_id: &m.id,
+                instance_id: m.instance_id.as_deref(),
+                client_id: &m.client_id,
+                client_host: &m.client_host,
+                rebalance_timeout_ms: m.rebalance_timeout.as_millis() as i32,
+                session_timeout_ms: m.session_timeout.as_millis() as i32,
+                subscription: m
+                    .protocols
+                    .iter()
+                    .find(|(name, _)| Some(name.as_str()) == protocol)
+                    .map_or(&[][..], |(_, metadata)| &metadata[..]),
+                assignment: &m.assignment,
+            })
+            .collect(),
+    };
+    (
+        offsets::encode_group_key(&group.id),
+        offsets::encode_group_value(&record),
+    )
+}
+
 async fn replay(log: &Partition, groups: &mut HashMap<String, Group>) -> Result<(), String> {
     let mut offset = log.log_start_offset();
     while offset < log.high_watermark() {

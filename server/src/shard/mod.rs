@@ -98,17 +98,27 @@ pub struct Shard {
 pub type LocalFuture<T> = Pin<Box<dyn Future<Output = T>>>;
 
 impl Shard {
-    /// The current registry (refreshed when the controller published a new one).
+    /// The current registry (refreshed when the controller published a new one), with the
+    /// internal `__consumer_offsets` topic added (it is served, never stored).
     pub fn registry(&self) -> Arc<Registry> {
         let version = self.shared.registry.version();
         let mut cached = self.registry.borrow_mut();
         if cached.0 != version {
-            *cached = (version, self.shared.registry.snapshot());
+            let mut view = (*self.shared.registry.snapshot()).clone();
+            let internal = Topic::consumer_offsets(self.shared.config.shards);
+            view.topics
+                .insert(internal.name.clone(), Arc::new(internal));
+            *cached = (version, Arc::new(view));
         }
         cached.1.clone()
     }
 
+    /// A partition this shard owns; for `__consumer_offsets`, the coordinator's offsets log.
     pub fn partition(&self, topic: &str, partition: i32) -> Option<Rc<Partition>> {
+        if topic == crate::group::offsets::CONSUMER_OFFSETS {
+            let partition = u32::try_from(partition).ok()?;
+            return self.coordinator.borrow().as_ref()?.log(partition);
+        }
         self.partitions
             .borrow()
             .get(&(topic.to_string(), partition))
@@ -372,7 +382,8 @@ pub fn run(config: Config) -> Result<(), Vec<StartError>> {
         stop_all(&shared);
     }
     if let Some(table) = ringtail_engine::timing::report() {
-        info!("produce stage timing (us, merged over shards):\n{table}");
+        // Asked for with --stage-timing: printed whatever the log level.
+        eprintln!("produce stage timing (us, merged over shards):\n{table}");
     }
     if failures.is_empty() {
         info!("stopped cleanly");
@@ -454,7 +465,7 @@ async fn shard_main(
     inbox: crossbeam_channel::Receiver<Job>,
 ) -> Result<(), StartError> {
     let registry = shard.registry();
-    for topic in registry.topics.values() {
+    for topic in registry.topics.values().filter(|t| !t.is_internal()) {
         shard.open_partitions(topic).await?;
     }
     let config = &shard.shared.config;
