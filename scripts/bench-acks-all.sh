@@ -1,26 +1,26 @@
 #!/usr/bin/env bash
-# acks=all latency and throughput of two broker builds side by side, beside the disk's own
+# acks=all latency and throughput of several broker builds side by side, beside the disk's own
 # fdatasync floor, in one run:
-#   scripts/bench-acks-all.sh BEFORE_DIR AFTER_DIR [OUT_DIR] [RUNS]
-# Each *_DIR holds a `ringtail` binary (release); the load generator is AFTER_DIR's
-# `ringtail-bench` for both. Every round runs ../shared/tools/limits/fsync-latency.py on the data
-# directory's file system, then each configuration with BEFORE and AFTER alternately (fresh data
-# directory, page cache synced first). RUNS rounds (default 3). Results: OUT_DIR/results.tsv
-# (one line per run) and the JSON summaries and broker logs (with --stage-timing tables).
+#   scripts/bench-acks-all.sh OUT_DIR RUNS NAME=DIR [NAME=DIR ...]
+# Each DIR holds a release `ringtail` binary; the load generator is the last DIR's
+# `ringtail-bench` for all of them. Every round runs ../shared/tools/limits/fsync-latency.py on
+# the data directory's file system, then each configuration with every build in turn (fresh data
+# directory, page cache synced first). Results: OUT_DIR/results.tsv (one line per run), the JSON
+# summaries and the broker logs (with their --stage-timing tables).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-before=$1; after=$2
-out=${3:-$(mktemp -d)}; runs=${4:-3}
+out=$1; runs=$2; shift 2
+builds=("$@")
 mkdir -p "$out"
 data=${DATA_DIR:-$root/target/bench-acks-all-data}
-bench=$after/ringtail-bench
+bench=${builds[-1]#*=}/ringtail-bench
 floor=../shared/tools/limits/fsync-latency.py
 port=19600
 
 echo "date: $(date -u +%Y-%m-%dT%H:%MZ)  commit: $(git rev-parse --short HEAD)  kernel: $(uname -r)" | tee "$out/header.txt"
 echo "machine: $(nproc) cores, fs $(df -T "$root/target" | awk 'NR==2 {print $2}')" | tee -a "$out/header.txt"
-echo "before: $before  after: $after  bench: $bench" | tee -a "$out/header.txt"
+echo "builds: ${builds[*]}  bench: $bench" | tee -a "$out/header.txt"
 printf 'run\tbuild\tconfig\tmsgs_per_s\tp50_us\tp99_us\tp999_us\tkept\tbroker_flags\tbench_args\n' > "$out/results.tsv"
 
 # name | broker flags | bench arguments (all: 4 partitions, 200-byte values, one connection)
@@ -29,6 +29,7 @@ configs=(
   "paced-2pinned|--fsync acks-all --shards 2 --cores 0,1|--rate 250000 --duration 10 --batch-records 100 --acks -1"
   "paced-1shard|--fsync acks-all --shards 1|--rate 250000 --duration 10 --batch-records 100 --acks -1"
   "closed-acksall|--fsync acks-all|--duration 10 --batch-records 100 --acks -1"
+  "closed-acksall-4x16|--fsync acks-all|--duration 10 --batch-records 100 --acks -1 --connections 4 --inflight 16"
   "paced-acks1-never|--fsync never|--rate 250000 --duration 10 --batch-records 100 --acks 1"
   "closed-acks1-never|--fsync never|--duration 10 --batch-records 1000 --acks 1"
 )
@@ -65,8 +66,9 @@ for run in $(seq "$runs"); do
   mkdir -p "$data"
   python3 "$floor" "$data" 250000 4 10 | tee -a "$out/floor.txt"
   for line in "${configs[@]}"; do
-    run_one "$run" before "$before" "$line"
-    run_one "$run" after "$after" "$line"
+    for build in "${builds[@]}"; do
+      run_one "$run" "${build%%=*}" "${build#*=}" "$line"
+    done
   done
 done
 rm -rf "$data"
