@@ -64,10 +64,15 @@ impl Drop for ConnectionCount {
 /// request waits an fdatasync, so at a high request rate several must be in flight to keep up.
 /// Past this, the connection is not read until an answer is sent (backpressure in the socket).
 const PIPELINED_MAX: usize = 64;
+/// Request bytes one connection may hold in answers it owes; a request is always taken in when
+/// nothing is owed, whatever its size (up to `socket.request.max.bytes`).
+const PIPELINED_BYTES_MAX: usize = 64 << 20;
 
 /// The answers a connection owes, in request order; its writer task sends them.
 struct Outbox {
     queue: RefCell<VecDeque<Owed>>,
+    /// Frame bytes of the requests taken in and not yet answered.
+    owed_bytes: Cell<usize>,
     /// The reader takes no more requests: the writer stops once the queue is empty.
     closed: Cell<bool>,
     /// The writer stopped on an error: the connection is closing.
@@ -78,6 +83,8 @@ struct Outbox {
 
 struct Owed {
     handled: Handled,
+    /// The request frame's size, counted in `owed_bytes` until the answer is sent.
+    bytes: usize,
     /// When the request's frame was parsed, for stage timing.
     parsed: Option<Instant>,
 }
@@ -86,7 +93,9 @@ impl Outbox {
     async fn wait_for_room(&self) {
         loop {
             let changed = self.changed.notified();
-            if self.queue.borrow().len() < PIPELINED_MAX || self.failed.get() {
+            let room = self.queue.borrow().len() < PIPELINED_MAX
+                && self.owed_bytes.get() < PIPELINED_BYTES_MAX;
+            if room || self.failed.get() {
                 return;
             }
             changed.await;
@@ -118,6 +127,7 @@ async fn serve(shard: Rc<Shard>, stream: Rc<TcpStream>) {
         .unwrap_or_default();
     let outbox = Rc::new(Outbox {
         queue: RefCell::new(VecDeque::new()),
+        owed_bytes: Cell::new(0),
         closed: Cell::new(false),
         failed: Cell::new(false),
         changed: Notify::new(),
@@ -165,6 +175,7 @@ async fn read_requests(
             Either::Right(_) => return,
         };
         let parsed = timing::start();
+        let bytes = frame.len();
         let (header, body) = match parse_header(frame) {
             Ok(parsed) => parsed,
             Err(e) => {
@@ -176,10 +187,12 @@ async fn read_requests(
         if matches!(handled, Handled::Pending(_)) {
             timing::record_since(Stage::Dispatch, parsed);
         }
-        outbox
-            .queue
-            .borrow_mut()
-            .push_back(Owed { handled, parsed });
+        outbox.owed_bytes.set(outbox.owed_bytes.get() + bytes);
+        outbox.queue.borrow_mut().push_back(Owed {
+            handled,
+            bytes,
+            parsed,
+        });
         outbox.changed.notify_all();
         if input.is_empty() && input.capacity() > IDLE_BUFFER_BYTES {
             input = BytesMut::new();
@@ -204,7 +217,6 @@ async fn write_responses(
             changed.await;
             continue;
         };
-        outbox.changed.notify_all();
         let (response, pipelined) = match owed.handled {
             Handled::Done(response) => (response, false),
             Handled::Pending(task) => {
@@ -214,7 +226,10 @@ async fn write_responses(
             }
         };
         let sending = timing::start();
-        if let Err(reason) = respond(&shard, &stream, response).await {
+        let sent = respond(&shard, &stream, response).await;
+        outbox.owed_bytes.set(outbox.owed_bytes.get() - owed.bytes);
+        outbox.changed.notify_all();
+        if let Err(reason) = sent {
             debug!(%peer, "closing connection: {reason}");
             outbox.failed.set(true);
             outbox.changed.notify_all();
