@@ -89,3 +89,22 @@ def test_start_failures_are_reported_clearly(make_broker, tmp_path):
     meta.write_text(kcat_data.replace("ringtail-topics", "ringtail-topicz"))
     result = run("--data-dir", str(b.data_dir), "--listen", "127.0.0.1:0")
     assert result.returncode == 1 and b"topics.meta is damaged" in result.stderr, result.stderr
+
+
+def test_a_shard_that_fails_to_start_stops_the_broker_at_once(make_broker):
+    """Damaged flushed data in a partition of the last shard: the whole broker exits 1 with the
+    reason, promptly, instead of serving half alive until SIGTERM."""
+    b = make_broker("--shards", "2")
+    create_topic(b.bootstrap, "halves", 2)
+    for p in range(2):
+        kcat("-b", b.bootstrap, "-P", "-t", "halves", "-p", str(p), input=b"".join(b"r%d\n" % i for i in range(50)))
+    meta = (b.data_dir / "topics.meta").read_text()
+    owners = [line for line in meta.splitlines() if line.startswith("halves ")][0].split()[2].split(",")
+    on_last_shard = owners.index("1")
+    assert b.stop() == 0
+    log = sorted((b.data_dir / f"halves-{on_last_shard}").glob("*.log"))[0]
+    data = log.read_bytes()
+    log.write_bytes(data[: len(data) - 7])  # flushed data cut short: the partition cannot open
+    result = run("--data-dir", str(b.data_dir), "--listen", "127.0.0.1:0", "--shards", "2", timeout=15)
+    assert result.returncode == 1, result.stderr.decode()
+    assert f"halves-{on_last_shard}".encode() in result.stderr and b"stopping the broker" in result.stderr

@@ -347,7 +347,7 @@ pub fn run(config: Config) -> Result<(), Vec<StartError>> {
         let shared = shared.clone();
         let thread = std::thread::Builder::new()
             .name(format!("shard-{id}"))
-            .spawn(move || shard_thread(id, shared, listener, inbox))
+            .spawn(move || run_shard_thread(id, shared, listener, inbox))
             .map_err(|source| {
                 vec![StartError::Thread {
                     name: format!("shard-{id}"),
@@ -378,8 +378,6 @@ pub fn run(config: Config) -> Result<(), Vec<StartError>> {
             Ok(Err(e)) => failures.push(e),
             Err(_) => failures.push(StartError::Panicked { shard: id }),
         }
-        // One shard failing stops the others.
-        stop_all(&shared);
     }
     if let Some(table) = ringtail_engine::timing::report() {
         // Asked for with --stage-timing: printed whatever the log level.
@@ -408,6 +406,27 @@ fn stop_all(shared: &Arc<Shared>) {
             waker.wake();
         }
     }
+}
+
+/// A shard thread: the shard's whole life. When it fails (at start or later) or panics, the
+/// reason is logged at once and every other shard is stopped, so the process exits 1 promptly
+/// instead of running half alive until someone sends SIGTERM.
+fn run_shard_thread(
+    id: usize,
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    inbox: crossbeam_channel::Receiver<Job>,
+) -> Result<(), StartError> {
+    let run = std::panic::AssertUnwindSafe(|| shard_thread(id, shared.clone(), listener, inbox));
+    let result = match std::panic::catch_unwind(run) {
+        Ok(result) => result,
+        Err(_) => Err(StartError::Panicked { shard: id }),
+    };
+    if let Err(err) = &result {
+        error!(shard = id, "stopping the broker: {err}");
+        stop_all(&shared);
+    }
+    result
 }
 
 fn shard_thread(
