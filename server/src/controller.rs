@@ -97,7 +97,9 @@ async fn create_on_controller(
                     owner,
                     move |s: Rc<Shard>| -> LocalFuture<Result<(), String>> {
                         Box::pin(async move {
-                            s.open_partitions(&topic).await.map_err(|e| e.to_string())
+                            s.open_partitions(&topic, true)
+                                .await
+                                .map_err(|e| e.to_string())
                         })
                     },
                 )

@@ -41,6 +41,8 @@ pub enum StartError {
     },
     #[error("cannot replay the offsets log {path}: {reason}")]
     OffsetsReplay { path: PathBuf, reason: String },
+    #[error("partition directory {path}: {source}")]
+    PartitionDir { path: PathBuf, source: io::Error },
     #[error("shard {shard} panicked")]
     Panicked { shard: usize },
     #[error("shard {shard}: {failed} partitions failed to close cleanly")]

@@ -10,6 +10,7 @@ mod conn;
 mod controller;
 pub mod error;
 mod group;
+mod partition_dirs;
 mod producer_ids;
 mod protocol;
 pub mod shard;

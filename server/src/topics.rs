@@ -161,7 +161,7 @@ pub fn new_topic_id() -> TopicId {
     }
 }
 
-fn hex(id: &TopicId) -> String {
+pub fn hex(id: &TopicId) -> String {
     id.iter().map(|b| format!("{b:02x}")).collect()
 }
 

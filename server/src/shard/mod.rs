@@ -182,8 +182,15 @@ impl Shard {
             .join(format!("{topic}-{partition}"))
     }
 
-    /// Opens (or creates) the partitions of `topic` that this shard owns.
-    pub async fn open_partitions(self: &Rc<Self>, topic: &Topic) -> Result<(), StartError> {
+    /// Opens (or, `creating`, creates) the partitions of `topic` that this shard owns. A
+    /// directory is opened only if its `partition.metadata` names this topic's id; one from
+    /// before these files existed is adopted at start (and gets one), never by a new topic. A
+    /// directory that is not this topic's is moved aside, loudly, and never served.
+    pub async fn open_partitions(
+        self: &Rc<Self>,
+        topic: &Topic,
+        creating: bool,
+    ) -> Result<(), StartError> {
         let config = self.log_config(topic);
         for (index, &owner) in topic.shards.iter().enumerate() {
             if owner != self.id {
@@ -194,6 +201,26 @@ impl Shard {
                 continue;
             }
             let dir = self.partition_dir(&topic.name, index);
+            let dir_error = |source| StartError::PartitionDir {
+                path: dir.clone(),
+                source,
+            };
+            let known = match crate::partition_dirs::read_metadata(&dir) {
+                Ok(Some(id)) if id == topic.id => true,
+                Ok(None) if !creating && dir.exists() => false, // written before the files
+                Ok(None) if !dir.exists() => false,
+                Ok(Some(_)) | Ok(None) => {
+                    crate::partition_dirs::set_aside(&dir, "belongs to another topic id")
+                        .map_err(dir_error)?;
+                    false
+                }
+                Err(_) if creating => {
+                    crate::partition_dirs::set_aside(&dir, "has a damaged partition.metadata")
+                        .map_err(dir_error)?;
+                    false
+                }
+                Err(source) => return Err(dir_error(source)),
+            };
             let partition = Partition::open(&dir, config.clone())
                 .await
                 .map_err(|source| StartError::Partition {
@@ -201,6 +228,9 @@ impl Shard {
                     partition: index,
                     source,
                 })?;
+            if !known {
+                crate::partition_dirs::write_metadata(&dir, &topic.id).map_err(dir_error)?;
+            }
             self.partitions
                 .borrow_mut()
                 .insert((topic.name.clone(), index), partition);
@@ -224,7 +254,7 @@ impl Shard {
         for ((topic, index), partition) in doomed {
             let _ = partition.close().await;
             let dir = self.partition_dir(&topic, index);
-            if let Err(e) = std::fs::remove_dir_all(&dir) {
+            if let Err(e) = crate::partition_dirs::delete(&dir) {
                 warn!("cannot remove {}: {e}", dir.display());
             }
         }
@@ -304,7 +334,15 @@ pub fn run(config: Config) -> Result<(), Vec<StartError>> {
             source,
         }]
     })?;
+    let registry_on_disk = config.data_dir.join("topics.meta").exists();
     let registry = RegistryCell::load(&config.data_dir).map_err(|e| vec![e])?;
+    crate::partition_dirs::sweep(&config.data_dir, &registry.snapshot(), registry_on_disk)
+        .map_err(|source| {
+            vec![StartError::PartitionDir {
+                path: config.data_dir.clone(),
+                source,
+            }]
+        })?;
     rio::block_termination_signals().map_err(|e| vec![StartError::Signals(e)])?;
     if config.stage_timing {
         ringtail_engine::timing::enable();
@@ -485,7 +523,7 @@ async fn shard_main(
 ) -> Result<(), StartError> {
     let registry = shard.registry();
     for topic in registry.topics.values().filter(|t| !t.is_internal()) {
-        shard.open_partitions(topic).await?;
+        shard.open_partitions(topic, false).await?;
     }
     let config = &shard.shared.config;
     let group_config = crate::group::GroupConfig {
