@@ -200,6 +200,21 @@ async fn read_requests(
     }
 }
 
+/// How long a send may still take once the broker is stopping.
+const STOP_SEND_GRACE: Duration = Duration::from_secs(1);
+
+/// Resolves STOP_SEND_GRACE after the shard was told to stop.
+async fn after_stop(shard: &Shard) {
+    loop {
+        let stop = shard.stop.notified();
+        if shard.stopped.get() {
+            break;
+        }
+        stop.await;
+    }
+    rio::sleep(STOP_SEND_GRACE).await;
+}
+
 /// Sends the connection's answers in request order, waiting for each pending one in turn.
 async fn write_responses(
     shard: Rc<Shard>,
@@ -226,7 +241,12 @@ async fn write_responses(
             }
         };
         let sending = timing::start();
-        let sent = respond(&shard, &stream, response).await;
+        // A peer that stopped reading must not hold up a stop: once stopping, a send gets
+        // STOP_SEND_GRACE to finish, then the connection is closed.
+        let sent = match select(respond(&shard, &stream, response), after_stop(&shard)).await {
+            Either::Left(sent) => sent,
+            Either::Right(()) => Err("stopping, and the peer is not reading".into()),
+        };
         outbox.owed_bytes.set(outbox.owed_bytes.get() - owed.bytes);
         outbox.changed.notify_all();
         if let Err(reason) = sent {

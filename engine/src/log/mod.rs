@@ -426,6 +426,12 @@ impl Partition {
                     Err(err) => return Err(StorageError::new("delete segment", path, err)),
                 }
             }
+            tracing::info!(
+                partition = %self.dir.display(),
+                segment = base,
+                log_start = state.log_start_offset(),
+                "segment deleted (retention or compaction of superseded offsets)"
+            );
             deleted += 1;
         }
         Ok(deleted)
@@ -468,6 +474,12 @@ impl Partition {
     /// Takes the partition offline: drops queued batches and wakes every waiter with `err`.
     fn poison_locked(&self, state: &mut State, err: StorageError) {
         if state.poisoned.is_none() {
+            tracing::error!(
+                partition = %self.dir.display(),
+                written = state.written_offset,
+                durable = state.durable_offset,
+                "partition offline: {err}"
+            );
             state.poisoned = Some(err);
         }
         state.pending.clear();

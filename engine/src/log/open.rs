@@ -38,6 +38,7 @@ pub(super) async fn open(dir: &Path, config: LogConfig) -> Result<Rc<Partition>,
         ));
     }
     std::fs::create_dir_all(dir).map_err(|err| OpenError::io("create directory", dir, err))?;
+    remove_leftover_temporaries(dir)?;
     let bases = list_segments(dir)?;
     let checkpoint =
         Checkpoint::open(dir).map_err(|err| OpenError::io("open checkpoint", dir, err))?;
@@ -69,6 +70,11 @@ pub(super) async fn open(dir: &Path, config: LogConfig) -> Result<Rc<Partition>,
     if clean {
         load_all(&mut segments, interval, &mut rebuilt).await?;
     } else {
+        tracing::warn!(
+            partition = %dir.display(),
+            recovery_offset,
+            "not closed cleanly: recovering (every batch from the checkpoint is checked)"
+        );
         recover(dir, &mut segments, recovery_offset, interval, &mut rebuilt).await?;
     }
     check_contiguous(&segments)?;
@@ -154,6 +160,21 @@ fn list_segments(dir: &Path) -> Result<Vec<i64>, OpenError> {
     }
     bases.sort_unstable();
     Ok(bases)
+}
+
+/// A snapshot write that failed (or a crash) before its rename leaves a `*.snapshot.tmp`: never
+/// read, so removed at open.
+fn remove_leftover_temporaries(dir: &Path) -> Result<(), OpenError> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|err| OpenError::io("list directory", dir, err))?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.to_string_lossy().ends_with(".snapshot.tmp") {
+            std::fs::remove_file(&path)
+                .map_err(|err| OpenError::io("remove temporary snapshot", &path, err))?;
+        }
+    }
+    Ok(())
 }
 
 /// Clean start: load every segment's index files (rebuilding any that fail validation) and scan
@@ -243,6 +264,13 @@ async fn recover(
         if damage.expected_offset < recovery_offset {
             return Err(corrupt(segment, damage));
         }
+        tracing::warn!(
+            file = %segment.file.path().display(),
+            position = damage.position,
+            offset = damage.expected_offset,
+            "torn tail truncated at recovery: {}",
+            damage.reason
+        );
         truncate(segment, damage.position)?;
         for &later in &bases[i + 1..] {
             let removed = segments.remove(&later).expect("listed");

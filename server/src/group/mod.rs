@@ -495,10 +495,16 @@ impl Coordinator {
         })
     }
 
-    pub async fn close(&self) {
+    /// Closes the offsets logs; returns how many failed (each logged).
+    pub async fn close(&self) -> usize {
+        let mut failed = 0;
         for log in self.logs.values() {
-            let _ = log.close().await;
+            if let Err(err) = log.close().await {
+                tracing::error!("closing offsets log {} failed: {err}", log.dir().display());
+                failed += 1;
+            }
         }
+        failed
     }
 
     fn log_for(&self, group: &str) -> Option<&Rc<Partition>> {

@@ -573,9 +573,11 @@ async fn shard_main(
         .drain()
         .map(|(_, p)| p)
         .collect();
+    // All at once: their flushes overlap (9,000 partitions closed one by one took 6 s).
+    let closed = sync::join_all(partitions.iter().map(|p| p.close()).collect()).await;
     let mut failed = 0;
-    for partition in partitions {
-        if let Err(e) = partition.close().await {
+    for (partition, result) in partitions.iter().zip(closed) {
+        if let Err(e) = result {
             error!("closing {} failed: {e}", partition.dir().display());
             failed += 1;
         }
@@ -583,7 +585,7 @@ async fn shard_main(
     // Take it out first: a borrow held across the await would collide with the group timers.
     let coordinator = shard.coordinator.borrow_mut().take();
     if let Some(coordinator) = coordinator {
-        coordinator.close().await;
+        failed += coordinator.close().await;
     }
     drop(inbox_task);
     if failed > 0 {
@@ -631,9 +633,11 @@ async fn run_group_timers(shard: Rc<Shard>) {
     }
 }
 
+/// Retention at start (a broker restarted more often than the interval must still enforce
+/// it), then every 30 s.
 async fn run_retention(shard: Rc<Shard>) {
     loop {
-        rio::sleep(Duration::from_secs(30)).await;
         shard.enforce_retention();
+        rio::sleep(Duration::from_secs(30)).await;
     }
 }

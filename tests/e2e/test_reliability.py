@@ -1,0 +1,101 @@
+"""What an unlucky operator meets: a full disk is logged with its OS error, a stop does not wait
+for a consumer that stopped reading, leftovers of failed snapshot writes are cleaned, retention
+runs at start, and refused requests name the client."""
+
+import os
+import struct
+import subprocess
+import time
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from helpers import create_topic
+from kafka_wire import connect, produce_v7, produce_v7_error, read_response, record_batch, request, string
+
+
+def test_a_full_disk_takes_the_partition_offline_and_says_why(make_broker, tmp_path):
+    mount = tmp_path / "small"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount)], check=True)
+    try:
+        broker = make_broker("--fsync", "never", data_dir=mount / "data")
+        sock = connect(broker.bootstrap)
+        codes = []
+        for _ in range(40):
+            sock.sendall(produce_v7("fill", 0, record_batch([b"x" * 200_000]), acks=1))
+            error, _ = produce_v7_error(read_response(sock))
+            codes.append(error)
+            if error:
+                break
+        assert codes[-1] == 56, f"KAFKA_STORAGE_ERROR once the disk is full: {codes}"
+        sock.close()
+        log = broker.read_log()
+        assert "partition offline" in log and "No space left on device" in log, log[-3000:]
+        assert "fill-0" in log
+        broker.stop()
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_stop_does_not_wait_for_a_consumer_that_stopped_reading(make_broker):
+    broker = make_broker("--fsync", "never")
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 20})
+    for i in range(30_000):
+        producer.produce("big", value=os.urandom(1000), partition=0)
+    assert producer.flush(60) == 0
+    sock = connect(broker.bootstrap)
+    # Fetch v4 of everything (30 MB), then never read the answer.
+    body = struct.pack(">iiii", -1, 100, 1, 64 << 20) + b"\x00"
+    body += struct.pack(">i", 1) + string("big") + struct.pack(">i", 1) + struct.pack(">iqi", 0, 0, 64 << 20)
+    sock.sendall(request(1, 4, body))
+    time.sleep(1)
+    started = time.time()
+    assert broker.stop() == 0
+    assert time.time() - started < 5, "the stop waited for a peer that does not read"
+    sock.close()
+
+
+def test_leftover_snapshot_temporaries_are_removed_at_start(make_broker):
+    broker = make_broker()
+    create_topic(broker.bootstrap, "snap", 1)
+    assert broker.stop() == 0
+    leftover = broker.data_dir / "snap-0" / "00000000000000000042.snapshot.tmp"
+    leftover.write_bytes(b"half written")
+    broker.start()
+    assert not leftover.exists()
+
+
+def test_retention_runs_at_start(make_broker):
+    broker = make_broker("--fsync", "never")
+    create_topic(broker.bootstrap, "short", 1, **{"segment.bytes": "1024", "retention.bytes": "4096"})
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 0, "batch.num.messages": 1})
+    for i in range(40):
+        producer.produce("short", value=b"v" * 600, partition=0)
+        producer.flush(10)
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "wm"})
+    low, high = consumer.get_watermark_offsets(TopicPartition("short", 0), timeout=10)
+    consumer.close()
+    assert (low, high) == (0, 40), "nothing deleted yet: the next retention pass is 30 s away"
+    assert broker.stop() == 0
+    broker.start()
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "wm"})
+        low, high = consumer.get_watermark_offsets(TopicPartition("short", 0), timeout=10)
+        consumer.close()
+        if low > 0:
+            break
+        time.sleep(0.2)
+    assert low > 0 and high == 40, "retention ran right after the restart"
+    assert "segment deleted" in broker.read_log()
+
+
+def test_an_unsupported_version_is_logged_with_client_api_and_version(broker):
+    sock = connect(broker.bootstrap)
+    sock.sendall(request(0, 1, b"", client_id="old-producer"))  # Produce v1: not served
+    assert read_response(sock) is None
+    sock.close()
+    time.sleep(0.3)
+    log = broker.read_log()
+    line = [l for l in log.splitlines() if "closing connection" in l and "old-producer" in l]
+    assert line and "WARN" in line[0] and "api_key=0" in line[0] and "api_version=1" in line[0], log[-2000:]
