@@ -99,3 +99,33 @@ def test_an_unsupported_version_is_logged_with_client_api_and_version(broker):
     log = broker.read_log()
     line = [l for l in log.splitlines() if "closing connection" in l and "old-producer" in l]
     assert line and "WARN" in line[0] and "api_key=0" in line[0] and "api_version=1" in line[0], log[-2000:]
+
+
+def test_running_out_of_descriptors_at_a_segment_roll_fails_the_request_but_not_the_partition(make_broker):
+    broker = make_broker("--shards", "1", "--fsync", "never")
+    create_topic(broker.bootstrap, "rolls", 1, **{"segment.bytes": "1024"})
+    sock = connect(broker.bootstrap)
+    sock.sendall(produce_v7("rolls", 0, record_batch([b"a" * 800]), acks=1))
+    assert produce_v7_error(read_response(sock))[0] == 0
+    open_fds = len(os.listdir(f"/proc/{broker.proc.pid}/fd"))
+    subprocess.run(["prlimit", f"--pid={broker.proc.pid}", f"--nofile={open_fds + 8}:"], check=True)
+    flood = []
+    try:
+        for _ in range(40):  # take every descriptor left
+            try:
+                flood.append(connect(broker.bootstrap, timeout=2))
+            except OSError:
+                break
+        time.sleep(0.5)
+        sock.sendall(produce_v7("rolls", 0, record_batch([b"b" * 800]), acks=1))  # needs a new segment
+        assert produce_v7_error(read_response(sock))[0] == 56, "no descriptor for the new segment"
+    finally:
+        for s in flood:
+            s.close()
+    subprocess.run(["prlimit", f"--pid={broker.proc.pid}", "--nofile=4096:"], check=True)
+    time.sleep(0.5)
+    sock.sendall(produce_v7("rolls", 0, record_batch([b"c" * 800]), acks=1))
+    error, offset = produce_v7_error(read_response(sock))
+    assert error == 0 and offset == 1, "the partition still serves once descriptors are back"
+    sock.close()
+    assert "cannot roll" in broker.read_log() and "partition offline" not in broker.read_log()

@@ -256,9 +256,19 @@ impl Partition {
         let segment = match Segment::create(&self.dir, state.next_offset) {
             Ok(segment) => segment,
             Err(err) => {
+                let transient = matches!(
+                    err.raw_os_error(),
+                    Some(libc::EMFILE | libc::ENFILE | libc::ENOSPC | libc::EDQUOT)
+                );
                 let path = Segment::log_path(&self.dir, state.next_offset);
                 let err = StorageError::new("create segment", path, err);
-                self.poison_locked(state, err.clone());
+                if transient {
+                    // Nothing was written: the batch is refused (retriable) and the partition
+                    // keeps serving; the roll is tried again with the next batch.
+                    tracing::warn!(partition = %self.dir.display(), "cannot roll: {err}");
+                } else {
+                    self.poison_locked(state, err.clone());
+                }
                 return Err(err);
             }
         };
