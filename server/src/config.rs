@@ -79,6 +79,12 @@ pub struct FileConfig {
     group_initial_rebalance_delay_ms: Option<u64>,
     #[serde(rename = "offsets.retention.minutes")]
     offsets_retention_minutes: Option<i64>,
+    #[serde(rename = "connections.max.idle.ms")]
+    connections_max_idle_ms: Option<i64>,
+    #[serde(rename = "max.connections")]
+    max_connections: Option<i64>,
+    #[serde(rename = "max.connections.per.ip")]
+    max_connections_per_ip: Option<i64>,
 }
 
 /// Defaults for topics, under Kafka's names.
@@ -108,6 +114,11 @@ pub struct Config {
     pub group_initial_rebalance_delay_ms: u64,
     /// `offsets.retention.minutes`: empty groups and their offsets expire after this.
     pub offsets_retention_minutes: i64,
+    /// `connections.max.idle.ms`: a connection with nothing in flight is closed after this.
+    pub connections_max_idle_ms: u64,
+    /// `max.connections` (broker-wide) and `max.connections.per.ip`.
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -277,7 +288,29 @@ impl Config {
         if socket_request_max_bytes < 1024 {
             return err("socket.request.max.bytes must be at least 1024");
         }
+        let positive = |value: Option<i64>, name: &str, default: i64| -> Result<i64, ConfigError> {
+            match value {
+                Some(v) if v < 1 => err(format!("{name} must be at least 1")),
+                Some(v) => Ok(v),
+                None => Ok(default),
+            }
+        };
+        let connections_max_idle_ms = positive(
+            file.connections_max_idle_ms,
+            "connections.max.idle.ms",
+            600_000,
+        )? as u64;
+        let max_connections =
+            positive(file.max_connections, "max.connections", i32::MAX.into())? as usize;
+        let max_connections_per_ip = positive(
+            file.max_connections_per_ip,
+            "max.connections.per.ip",
+            i32::MAX.into(),
+        )? as usize;
         Ok(Config {
+            connections_max_idle_ms,
+            max_connections,
+            max_connections_per_ip,
             data_dir,
             listen,
             advertised_host: host,

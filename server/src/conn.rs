@@ -21,8 +21,9 @@ use ringtail_engine::timing::{self, Stage};
 use tracing::{debug, warn};
 
 use crate::api::{self, Handled, Part, Response};
+use crate::conn_limits::{ConnectionLimits, Permit, RateLimitedLog};
 use crate::protocol::parse_header;
-use crate::shard::sync::{select, Either};
+use crate::shard::sync::{self, select, Either};
 use crate::shard::Shard;
 
 /// Read granularity: what one recv may add to the input buffer at most.
@@ -38,11 +39,26 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: Rc<TcpListener>) {
         }
         match select(accept(listener.clone()), stop).await {
             Either::Left(Ok(stream)) => {
-                let _ = stream.set_nodelay(true);
-                drop(rio::spawn(serve(shard.clone(), Rc::new(stream))));
+                let ip = match stream.peer_addr() {
+                    Ok(addr) => addr.ip(),
+                    Err(_) => continue, // already gone
+                };
+                match ConnectionLimits::admit(&shard.shared, ip) {
+                    Ok(permit) => {
+                        let _ = stream.set_nodelay(true);
+                        drop(rio::spawn(serve(shard.clone(), Rc::new(stream), permit)));
+                    }
+                    Err(limit) => {
+                        if let Some(held_back) = REFUSED_LOG.admit() {
+                            warn!(%ip, held_back, "connection refused: over {limit}");
+                        }
+                    }
+                }
             }
             Either::Left(Err(e)) => {
-                warn!("accept failed: {e}");
+                if let Some(held_back) = ACCEPT_FAILED_LOG.admit() {
+                    warn!(shard = shard.id, held_back, "accept failed: {e}");
+                }
                 // Out of descriptors or memory: back off rather than spin.
                 rio::sleep(Duration::from_millis(10)).await;
             }
@@ -50,6 +66,10 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: Rc<TcpListener>) {
         }
     }
 }
+
+/// Accept failures and refusals under a flood: logged once per 10 s, with the count held back.
+static ACCEPT_FAILED_LOG: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(10));
+static REFUSED_LOG: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(10));
 
 struct ConnectionCount(Rc<Shard>);
 
@@ -113,7 +133,7 @@ impl Outbox {
     }
 }
 
-async fn serve(shard: Rc<Shard>, stream: Rc<TcpStream>) {
+async fn serve(shard: Rc<Shard>, stream: Rc<TcpStream>, _permit: Permit) {
     shard.connections.set(shard.connections.get() + 1);
     let _count = ConnectionCount(shard.clone());
     let peer = stream
@@ -163,16 +183,24 @@ async fn read_requests(
             return;
         }
         let interrupted = select(stop, outbox.wait_failed());
-        let frame = match select(read_frame(stream, input, max_frame), interrupted).await {
-            Either::Left(Ok((frame, rest))) => {
+        // `connections.max.idle.ms`: the next request must arrive (whole) within it, so idle
+        // and stalled half-sent connections do not keep their resources.
+        let idle = Duration::from_millis(shard.shared.config.connections_max_idle_ms);
+        let reading = select(read_frame(stream, input, max_frame), interrupted);
+        let frame = match sync::timeout(idle, reading).await {
+            Some(Either::Left(Ok((frame, rest)))) => {
                 input = rest;
                 frame
             }
-            Either::Left(Err(reason)) => {
+            Some(Either::Left(Err(reason))) => {
                 debug!(%peer, "closing connection: {reason}");
                 return;
             }
-            Either::Right(_) => return,
+            Some(Either::Right(_)) => return,
+            None => {
+                debug!(%peer, "closing connection: idle past connections.max.idle.ms");
+                return;
+            }
         };
         let parsed = timing::start();
         let bytes = frame.len();
@@ -187,6 +215,9 @@ async fn read_requests(
         if matches!(handled, Handled::Pending(_)) {
             timing::record_since(Stage::Dispatch, parsed);
         }
+        // A refused request closes the connection once the answers before it are sent: no
+        // request after it is taken in (it would be executed and never answered).
+        let refused = matches!(handled, Handled::Done(Response::Close(_)));
         outbox.owed_bytes.set(outbox.owed_bytes.get() + bytes);
         outbox.queue.borrow_mut().push_back(Owed {
             handled,
@@ -194,6 +225,9 @@ async fn read_requests(
             parsed,
         });
         outbox.changed.notify_all();
+        if refused {
+            return;
+        }
         if input.is_empty() && input.capacity() > IDLE_BUFFER_BYTES {
             input = BytesMut::new();
         }

@@ -7,6 +7,7 @@
 mod api;
 pub mod config;
 mod conn;
+mod conn_limits;
 mod controller;
 pub mod error;
 mod group;

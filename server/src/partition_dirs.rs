@@ -103,12 +103,24 @@ fn rename_aside(dir: &Path, suffix: &str) -> io::Result<PathBuf> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let aside = dir.with_file_name(format!("{name}.{}-{suffix}", hex(&new_topic_id())));
+    let aside = dir.with_file_name(aside_name(&name, &hex(&new_topic_id()), suffix));
     fs::rename(dir, &aside)?;
     if let Some(parent) = dir.parent() {
         fs::File::open(parent)?.sync_all()?;
     }
     Ok(aside)
+}
+
+/// `<name>.<unique>-<suffix>`, with `name` cut short (as Kafka does) so the whole stays within
+/// the 255 bytes a file name may have: topic names reach 249 characters.
+fn aside_name(name: &str, unique: &str, suffix: &str) -> String {
+    const NAME_MAX: usize = 255;
+    let tail = format!(".{unique}-{suffix}");
+    let mut keep = name.len().min(NAME_MAX - tail.len());
+    while !name.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    format!("{}{tail}", &name[..keep])
 }
 
 /// Deletes a partition directory as Kafka does: an atomic rename to a `-delete` name first (a
@@ -206,6 +218,24 @@ mod tests {
             assert_eq!(parse_kafka_uuid(&kafka_uuid(&id)), Some(id));
         }
         assert_eq!(parse_kafka_uuid("short"), None);
+    }
+
+    #[test]
+    fn names_set_aside_fit_in_a_file_name() {
+        let unique = hex(&new_topic_id());
+        assert_eq!(
+            aside_name("t-0", &unique, "delete"),
+            format!("t-0.{unique}-delete")
+        );
+        let long = format!("{}-7", "x".repeat(249));
+        let aside = aside_name(&long, &unique, "stray");
+        assert_eq!(aside.len(), 255);
+        assert!(aside.ends_with(&format!(".{unique}-stray")));
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join(&long);
+        fs::create_dir(&path).expect("create a 251-byte directory name");
+        delete(&path).expect("a long-named partition directory can be deleted");
+        assert_eq!(fs::read_dir(dir.path()).expect("list").count(), 0);
     }
 
     #[test]

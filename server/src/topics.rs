@@ -49,7 +49,14 @@ impl Topic {
             shards: (0..crate::group::offsets::PARTITIONS as usize)
                 .map(|p| p % shards)
                 .collect(),
-            configs: [("cleanup.policy".to_string(), "compact".to_string())].into(),
+            // What the offsets logs are (group::Coordinator::open), for DescribeConfigs.
+            configs: [
+                ("cleanup.policy", "compact".to_string()),
+                ("retention.ms", "-1".to_string()),
+                ("segment.bytes", (64u64 << 20).to_string()),
+            ]
+            .map(|(k, v)| (k.to_string(), v))
+            .into(),
         }
     }
 }
@@ -266,7 +273,7 @@ impl RegistryCell {
     /// Loads `<data_dir>/topics.meta` (an empty registry if there is none).
     pub fn load(data_dir: &Path) -> Result<RegistryCell, StartError> {
         let path = data_dir.join("topics.meta");
-        let registry = match std::fs::read_to_string(&path) {
+        let mut registry = match std::fs::read_to_string(&path) {
             Ok(text) => decode(&text).map_err(|reason| StartError::Damaged {
                 path: path.clone(),
                 reason,
@@ -274,6 +281,19 @@ impl RegistryCell {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Registry::default(),
             Err(source) => return Err(StartError::Read { path, source }),
         };
+        // Older brokers let Metadata auto-create an ordinary `__consumer_offsets`; the name is
+        // the internal topic's now. Its directories, no longer owned, are set aside at start.
+        if registry
+            .topics
+            .remove(crate::group::offsets::CONSUMER_OFFSETS)
+            .is_some()
+        {
+            tracing::warn!(
+                "topics.meta holds an ordinary topic named __consumer_offsets (auto-created by an \
+                 older version): it is dropped, its directories set aside; the name now serves \
+                 the groups' committed offsets"
+            );
+        }
         Ok(RegistryCell {
             path,
             current: Mutex::new(Arc::new(registry)),

@@ -363,9 +363,17 @@ fn exchange(conn: &mut Connection, key: ApiKey, v: i16) -> Result<(), String> {
             let groups = ["walk", "walk-other"]
                 .into_iter()
                 .map(|g| {
-                    offset_fetch_request::OffsetFetchRequestGroup::default()
+                    let topic = offset_fetch_request::OffsetFetchRequestTopics::default()
+                        .with_name(TopicName(s("walk-topic")))
+                        .with_partition_indexes(vec![0, 1]);
+                    let mut group = offset_fetch_request::OffsetFetchRequestGroup::default()
                         .with_group_id(GroupId(s(g)))
-                        .with_topics(None)
+                        .with_topics(Some(vec![topic]));
+                    if v >= 9 {
+                        group.member_id = Some(s("member"));
+                        group.member_epoch = 3;
+                    }
+                    group
                 })
                 .collect();
             via_codec!(
@@ -382,14 +390,18 @@ fn exchange(conn: &mut Connection, key: ApiKey, v: i16) -> Result<(), String> {
             }
             via_codec!(request, FindCoordinatorResponse)
         }
-        ApiKey::JoinGroup => via_codec!(
+        ApiKey::JoinGroup => {
             // An empty group id is refused at once (INVALID_GROUP_ID): no join phase to wait.
-            JoinGroupRequest::default()
+            let mut request = JoinGroupRequest::default()
                 .with_session_timeout_ms(10_000)
                 .with_rebalance_timeout_ms(10_000)
-                .with_protocol_type(s("consumer")),
-            JoinGroupResponse
-        ),
+                .with_protocol_type(s("consumer"));
+            if v >= 8 {
+                // Not null: a decoder that skipped it would misread what follows.
+                request.reason = Some(s("walking the table"));
+            }
+            via_codec!(request, JoinGroupResponse)
+        }
         ApiKey::Heartbeat => via_codec!(
             HeartbeatRequest::default()
                 .with_group_id(GroupId(s("walk-none")))
@@ -399,9 +411,12 @@ fn exchange(conn: &mut Connection, key: ApiKey, v: i16) -> Result<(), String> {
         ApiKey::LeaveGroup => {
             let mut request = LeaveGroupRequest::default().with_group_id(GroupId(s("walk-none")));
             if v >= 3 {
-                request.members = vec![
-                    leave_group_request::MemberIdentity::default().with_member_id(s("nobody"))
-                ];
+                let mut member =
+                    leave_group_request::MemberIdentity::default().with_member_id(s("nobody"));
+                if v >= 5 {
+                    member.reason = Some(s("walking the table"));
+                }
+                request.members = vec![member];
             } else {
                 request.member_id = s("nobody");
             }
@@ -421,7 +436,16 @@ fn exchange(conn: &mut Connection, key: ApiKey, v: i16) -> Result<(), String> {
             DescribeGroupsRequest::default().with_groups(vec![GroupId(s("walk"))]),
             DescribeGroupsResponse
         ),
-        ApiKey::ListGroups => via_codec!(ListGroupsRequest::default(), ListGroupsResponse),
+        ApiKey::ListGroups => {
+            let mut request = ListGroupsRequest::default();
+            if v >= 4 {
+                request.states_filter = vec![s("Stable")];
+            }
+            if v >= 5 {
+                request.types_filter = vec![s("classic")];
+            }
+            via_codec!(request, ListGroupsResponse)
+        }
         ApiKey::ApiVersions => {
             let mut request = ApiVersionsRequest::default();
             if v >= 3 {

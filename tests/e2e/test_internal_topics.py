@@ -47,6 +47,8 @@ def decode(key, value):
         (value_version,) = struct.unpack_from(">h", value)
         assert value_version == 3, f"offset value version {value_version}"
         offset, leader_epoch = struct.unpack_from(">qi", value, 2)
+        (metadata_len,) = struct.unpack_from(">h", value, 14)
+        assert metadata_len >= 0, "metadata is a non-nullable string in Kafka's schema"
         metadata, at = read_string(value, 14)
         (commit_ts,) = struct.unpack_from(">q", value, at)
         assert at + 8 == len(value)

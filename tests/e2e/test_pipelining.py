@@ -64,3 +64,21 @@ def test_pipelined_produce_keeps_arrival_order_and_answers_in_order(make_broker)
         assert all(v.startswith(f"{partition}:") for v in values)
         assert indexes == sorted(indexes), f"partition {partition} holds its records in send order"
     consumer.close()
+
+
+def test_nothing_after_a_refused_request_is_executed(broker):
+    """A request the broker refuses closes the connection once the answers before it are sent;
+    a produce pipelined behind it must not be appended (the client would retry it: a duplicate)."""
+    frames = produce_frame("refusal", 0, b"before", 1, 1)
+    frames += request(0, 1, b"", correlation_id=2)  # Produce v1: not served, refused
+    frames += produce_frame("refusal", 0, b"after", 1, 3)
+    sock = connect(broker.bootstrap)
+    sock.sendall(frames)
+    first = read_response(sock)
+    assert struct.unpack_from(">i", first)[0] == 1
+    assert read_response(sock) is None, "the refusal closes the connection"
+    sock.close()
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "refusal-check"})
+    low, high = consumer.get_watermark_offsets(TopicPartition("refusal", 0), timeout=10)
+    consumer.close()
+    assert (low, high) == (0, 1), "only the produce before the refusal was appended"

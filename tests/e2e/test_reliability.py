@@ -129,3 +129,28 @@ def test_running_out_of_descriptors_at_a_segment_roll_fails_the_request_but_not_
     assert error == 0 and offset == 1, "the partition still serves once descriptors are back"
     sock.close()
     assert "cannot roll" in broker.read_log() and "partition offline" not in broker.read_log()
+
+
+def test_connection_limits_and_idle_connections_close(make_broker, tmp_path):
+    config = tmp_path / "limits.toml"
+    config.write_text('"max.connections.per.ip" = 3\n"connections.max.idle.ms" = 700\n')
+    broker = make_broker("--config", str(config))
+    time.sleep(1)  # the start-up probes' connections have closed
+    kept = [connect(broker.bootstrap) for _ in range(3)]
+    for sock in kept:
+        sock.sendall(request(18, 0, b""))
+        assert read_response(sock) is not None, "within the limit: answered"
+    extra = connect(broker.bootstrap)
+    extra.sendall(request(18, 0, b""))
+    assert read_response(extra) is None, "over max.connections.per.ip: closed at once"
+    extra.close()
+    assert "over max.connections.per.ip" in broker.read_log()
+    time.sleep(1.5)  # past connections.max.idle.ms with nothing sent
+    for sock in kept:
+        sock.sendall(request(18, 0, b""))
+        assert read_response(sock) is None, "idle past connections.max.idle.ms: closed"
+        sock.close()
+    fresh = connect(broker.bootstrap)
+    fresh.sendall(request(18, 0, b""))
+    assert read_response(fresh) is not None, "places are given back when connections close"
+    fresh.close()

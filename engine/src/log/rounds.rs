@@ -3,8 +3,11 @@
 //! On ext4 an fdatasync of appended data commits the journal; fdatasyncs of several files issued
 //! at the same moment share one commit, while ones issued one after another each wait for the
 //! commit in flight and then start another. So a partition's syncer joins the shard's current
-//! round if it is still open (started in this executor pass), and otherwise waits for the round
-//! in flight to finish and starts or joins the next. Thread-local: one set of rounds per shard.
+//! round while it is still open, and otherwise waits for the round in flight to finish and
+//! starts or joins the next. A round stays open until a task spawned when it started has run
+//! twice: the rest of that executor pass and the next one (one reap of completions between), so
+//! syncers woken together, or by the same completions, share it. Thread-local: one set of
+//! rounds per shard. A hung fdatasync holds up every partition of the shard (they share a disk).
 
 use std::cell::Cell;
 use std::future::Future;

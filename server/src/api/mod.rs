@@ -145,10 +145,7 @@ pub async fn handle(
         );
     }
     let result: Result<Response, DecodeError> = match header.api_key {
-        key::PRODUCE => match produce::dispatch(shard, &header, body).await {
-            Ok(pending) => Ok(pending.await),
-            Err(err) => Err(err),
-        },
+        key::PRODUCE => unreachable!("supported produce requests are taken in by `take`"),
         key::FETCH => fetch::handle(shard, &header, body).await,
         key::LIST_OFFSETS => list_offsets::handle(shard, &header, body).await,
         key::METADATA => metadata::handle(shard, &header, body).await,

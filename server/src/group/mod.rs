@@ -1164,7 +1164,6 @@ impl Coordinator {
     }
 }
 
-/// Rebuilds committed offsets from an offsets log, newest record winning.
 /// A group's GroupMetadata record: its generation, protocol, leader and members.
 fn group_metadata_record(group: &Group) -> (Vec<u8>, Vec<u8>) {
     let protocol = group.protocol.as_deref();
@@ -1199,6 +1198,7 @@ fn group_metadata_record(group: &Group) -> (Vec<u8>, Vec<u8>) {
     )
 }
 
+/// Rebuilds committed offsets from an offsets log, newest record winning.
 async fn replay(log: &Partition, groups: &mut HashMap<String, Group>) -> Result<(), String> {
     let mut offset = log.log_start_offset();
     while offset < log.high_watermark() {

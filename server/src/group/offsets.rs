@@ -75,10 +75,9 @@ pub fn encode_value(value: &Committed) -> Vec<u8> {
     out.extend_from_slice(&OFFSET_COMMIT_VALUE.to_be_bytes());
     out.extend_from_slice(&value.offset.to_be_bytes());
     out.extend_from_slice(&value.leader_epoch.to_be_bytes());
-    match &value.metadata {
-        Some(text) => put_string(&mut out, text),
-        None => out.extend_from_slice(&(-1i16).to_be_bytes()),
-    }
+    // Non-nullable in Kafka's schema: no metadata is written as "", as Kafka writes it (a
+    // null from older directories is still read).
+    put_string(&mut out, value.metadata.as_deref().unwrap_or(""));
     out.extend_from_slice(&value.commit_timestamp_ms.to_be_bytes());
     out
 }
@@ -212,7 +211,7 @@ mod tests {
             partition: 3,
         };
         assert_eq!(decode_key(&encode_key(&key)), Some(key));
-        for metadata in [None, Some("m".to_string())] {
+        for metadata in [Some(String::new()), Some("m".to_string())] {
             let value = Committed {
                 offset: 42,
                 leader_epoch: -1,
@@ -247,13 +246,17 @@ mod tests {
         let mut expected = vec![0, 3];
         expected.extend_from_slice(&5i64.to_be_bytes());
         expected.extend_from_slice(&2i32.to_be_bytes());
-        expected.extend_from_slice(&(-1i16).to_be_bytes());
+        expected.extend_from_slice(&0i16.to_be_bytes()); // metadata "": never null
         expected.extend_from_slice(&9i64.to_be_bytes());
         assert_eq!(value, expected);
         // Directories written before: version 1, same layout, still read.
         let mut legacy = value.clone();
         legacy[1] = 1;
         assert_eq!(decode_value(&legacy), decode_value(&value));
+        let mut null_metadata = value[..14].to_vec();
+        null_metadata.extend_from_slice(&(-1i16).to_be_bytes());
+        null_metadata.extend_from_slice(&9i64.to_be_bytes());
+        assert_eq!(decode_value(&null_metadata).map(|c| c.metadata), Some(None));
         assert_eq!(encode_group_key("grp"), [0, 2, 0, 3, b'g', b'r', b'p']);
         let group = encode_group_value(&GroupRecord {
             protocol_type: "consumer",

@@ -52,6 +52,8 @@ pub struct Shared {
     pub registry: RegistryCell,
     pub handles: Vec<ShardHandle>,
     pub stopping: AtomicBool,
+    /// `max.connections` and `max.connections.per.ip`, over every shard.
+    pub limits: crate::conn_limits::ConnectionLimits,
 }
 
 impl Shared {
@@ -367,7 +369,12 @@ pub fn run(config: Config) -> Result<(), Vec<StartError>> {
         });
         inboxes.push(rx);
     }
+    let limits = crate::conn_limits::ConnectionLimits::new(
+        config.max_connections,
+        config.max_connections_per_ip,
+    );
     let shared = Arc::new(Shared {
+        limits,
         config,
         registry,
         handles,
