@@ -85,6 +85,8 @@ pub struct FileConfig {
     max_connections: Option<i64>,
     #[serde(rename = "max.connections.per.ip")]
     max_connections_per_ip: Option<i64>,
+    #[serde(rename = "queued.max.request.bytes")]
+    queued_max_request_bytes: Option<i64>,
 }
 
 /// Defaults for topics, under Kafka's names.
@@ -119,6 +121,8 @@ pub struct Config {
     /// `max.connections` (broker-wide) and `max.connections.per.ip`.
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
+    /// `queued.max.request.bytes`: request bytes being read or awaiting an answer, broker-wide.
+    pub queued_max_request_bytes: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -307,7 +311,16 @@ impl Config {
             "max.connections.per.ip",
             i32::MAX.into(),
         )? as usize;
+        // Kafka's default is unlimited (-1); here 512 MiB unless set, so that half-sent requests
+        // cannot pin memory without bound (-1 still means unlimited).
+        let queued_max_request_bytes = match file.queued_max_request_bytes {
+            Some(-1) => usize::MAX,
+            Some(v) if v < 1 => return err("queued.max.request.bytes must be -1 or at least 1"),
+            Some(v) => v as usize,
+            None => 512 << 20,
+        };
         Ok(Config {
+            queued_max_request_bytes,
             connections_max_idle_ms,
             max_connections,
             max_connections_per_ip,

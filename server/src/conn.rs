@@ -13,6 +13,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::net::{TcpListener, TcpStream};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
@@ -21,10 +22,10 @@ use ringtail_engine::timing::{self, Stage};
 use tracing::{debug, warn};
 
 use crate::api::{self, Handled, Part, Response};
-use crate::conn_limits::{ConnectionLimits, Permit, RateLimitedLog};
+use crate::conn_limits::{reserve, ConnectionLimits, Permit, RateLimitedLog, Reservation};
 use crate::protocol::parse_header;
 use crate::shard::sync::{self, select, Either};
-use crate::shard::Shard;
+use crate::shard::{Shard, Shared};
 
 /// Read granularity: what one recv may add to the input buffer at most.
 const RECV_CHUNK_BYTES: usize = 256 * 1024;
@@ -105,6 +106,8 @@ struct Owed {
     handled: Handled,
     /// The request frame's size, counted in `owed_bytes` until the answer is sent.
     bytes: usize,
+    /// Its place in `queued.max.request.bytes`, given back when the answer was sent.
+    _reservation: Reservation,
     /// When the request's frame was parsed, for stage timing.
     parsed: Option<Instant>,
 }
@@ -186,11 +189,14 @@ async fn read_requests(
         // `connections.max.idle.ms`: the next request must arrive (whole) within it, so idle
         // and stalled half-sent connections do not keep their resources.
         let idle = Duration::from_millis(shard.shared.config.connections_max_idle_ms);
-        let reading = select(read_frame(stream, input, max_frame), interrupted);
-        let frame = match sync::timeout(idle, reading).await {
-            Some(Either::Left(Ok((frame, rest)))) => {
+        let reading = select(
+            read_frame(&shard.shared, stream, input, max_frame),
+            interrupted,
+        );
+        let (frame, reservation) = match sync::timeout(idle, reading).await {
+            Some(Either::Left(Ok((frame, rest, reservation)))) => {
                 input = rest;
-                frame
+                (frame, reservation)
             }
             Some(Either::Left(Err(reason))) => {
                 debug!(%peer, "closing connection: {reason}");
@@ -223,6 +229,7 @@ async fn read_requests(
             handled,
             bytes,
             parsed,
+            _reservation: reservation,
         });
         outbox.changed.notify_all();
         if refused {
@@ -297,11 +304,14 @@ async fn write_responses(
 }
 
 /// Reads one frame. Returns its body (after the size prefix) and the bytes received after it.
+/// Reads one frame. Returns its body (after the size prefix), the bytes received after it, and
+/// the frame's place in `queued.max.request.bytes` (taken before its body is received).
 async fn read_frame(
+    shared: &Arc<Shared>,
     stream: &Rc<TcpStream>,
     mut input: BytesMut,
     max_frame: usize,
-) -> Result<(BytesMut, BytesMut), String> {
+) -> Result<(BytesMut, BytesMut, Reservation), String> {
     input = fill(stream, input, 4).await?;
     let size = i32::from_be_bytes(input[0..4].try_into().expect("4 bytes"));
     if size < 0 || size as usize > max_frame {
@@ -309,10 +319,11 @@ async fn read_frame(
             "frame size {size} outside 0..={max_frame} (socket.request.max.bytes)"
         ));
     }
+    let reservation = reserve(shared, size as usize).await;
     input = fill(stream, input, 4 + size as usize).await?;
     let mut frame = input.split_to(4 + size as usize);
     frame.advance(4);
-    Ok((frame, input))
+    Ok((frame, input, reservation))
 }
 
 /// Receives until `input` holds at least `want` bytes, growing the buffer only by what is due.

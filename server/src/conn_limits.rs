@@ -1,11 +1,13 @@
-//! Broker-wide connection limits, Kafka's `max.connections` and `max.connections.per.ip`:
-//! counted over every shard (a mutex taken once per accepted and once per closed connection,
-//! never on the request path). A connection over a limit is closed as soon as it is accepted,
-//! as Kafka does, and each refusal is logged at most once per interval.
+//! Broker-wide limits, over every shard: Kafka's `max.connections` and `max.connections.per.ip`
+//! (a mutex taken once per accepted and once per closed connection, never per request; a
+//! connection over a limit is closed as soon as it is accepted, as Kafka does), and
+//! `queued.max.request.bytes`, the bytes of requests being read or waiting for their answer (an
+//! atomic counter; a connection whose next frame does not fit waits, reading nothing, so what a
+//! flood of half-sent requests can pin stays bounded).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,6 +16,8 @@ use crate::shard::Shared;
 pub struct ConnectionLimits {
     max: usize,
     max_per_ip: usize,
+    queued_bytes_max: usize,
+    queued_bytes: AtomicUsize,
     /// (all connections, connections per client address).
     counts: Mutex<(usize, HashMap<IpAddr, usize>)>,
 }
@@ -38,10 +42,12 @@ impl Drop for Permit {
 }
 
 impl ConnectionLimits {
-    pub fn new(max: usize, max_per_ip: usize) -> ConnectionLimits {
+    pub fn new(max: usize, max_per_ip: usize, queued_bytes_max: usize) -> ConnectionLimits {
         ConnectionLimits {
             max,
             max_per_ip,
+            queued_bytes_max,
+            queued_bytes: AtomicUsize::new(0),
             counts: Mutex::new((0, HashMap::new())),
         }
     }
@@ -68,6 +74,45 @@ impl ConnectionLimits {
             shared: shared.clone(),
             ip,
         })
+    }
+}
+
+/// Bytes of one request frame, counted in `queued.max.request.bytes` until dropped.
+pub struct Reservation {
+    shared: Arc<Shared>,
+    bytes: usize,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.shared
+            .limits
+            .queued_bytes
+            .fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
+/// Waits (polling, without blocking the shard) until `bytes` fit under
+/// `queued.max.request.bytes`; a frame is always admitted when nothing else is queued, so one
+/// larger than the limit (up to `socket.request.max.bytes`) still passes.
+pub async fn reserve(shared: &Arc<Shared>, bytes: usize) -> Reservation {
+    let queued = &shared.limits.queued_bytes;
+    let max = shared.limits.queued_bytes_max;
+    loop {
+        let now = queued.load(Ordering::Acquire);
+        if (now == 0 || now + bytes <= max)
+            && queued
+                .compare_exchange(now, now + bytes, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            return Reservation {
+                shared: shared.clone(),
+                bytes,
+            };
+        }
+        if now != 0 && now + bytes > max {
+            ringtail_engine::io::sleep(Duration::from_millis(2)).await;
+        }
     }
 }
 

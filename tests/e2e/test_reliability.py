@@ -154,3 +154,40 @@ def test_connection_limits_and_idle_connections_close(make_broker, tmp_path):
     fresh.sendall(request(18, 0, b""))
     assert read_response(fresh) is not None, "places are given back when connections close"
     fresh.close()
+
+
+def rss_kib(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_half_sent_requests_pin_at_most_queued_max_request_bytes(make_broker, tmp_path):
+    config = tmp_path / "queued.toml"
+    config.write_text('"queued.max.request.bytes" = 16777216\n')
+    broker = make_broker("--config", str(config), "--shards", "1")
+    before = rss_kib(broker.proc.pid)
+    stalled = []
+    body = os.urandom(5 << 20)
+    for _ in range(10):
+        sock = connect(broker.bootstrap)
+        sock.setblocking(False)
+        frame = struct.pack(">i", 10 << 20) + struct.pack(">hhi", 0, 7, 1) + string("e2e")
+        try:
+            sock.send(frame + body)  # half of a 10 MiB request, never finished
+        except BlockingIOError:
+            pass
+        stalled.append(sock)
+    time.sleep(2)
+    grown_mib = (rss_kib(broker.proc.pid) - before) / 1024
+    # Without the cap (-1) this grew 39 MiB: 10 x 5 MiB received into request buffers, less
+    # what stayed in the sockets. With it, one 10 MiB frame is admitted, the others wait.
+    assert grown_mib < 20, f"RSS grew {grown_mib:.0f} MiB"
+    # Small requests still fit beside them.
+    probe = connect(broker.bootstrap)
+    probe.sendall(request(18, 0, b""))
+    assert read_response(probe) is not None
+    probe.close()
+    for sock in stalled:
+        sock.close()

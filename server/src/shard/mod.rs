@@ -372,6 +372,7 @@ pub fn run(config: Config) -> Result<(), Vec<StartError>> {
     let limits = crate::conn_limits::ConnectionLimits::new(
         config.max_connections,
         config.max_connections_per_ip,
+        config.queued_max_request_bytes,
     );
     let shared = Arc::new(Shared {
         limits,
