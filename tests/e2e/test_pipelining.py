@@ -82,3 +82,19 @@ def test_nothing_after_a_refused_request_is_executed(broker):
     low, high = consumer.get_watermark_offsets(TopicPartition("refusal", 0), timeout=10)
     consumer.close()
     assert (low, high) == (0, 1), "only the produce before the refusal was appended"
+
+
+def test_pipelined_produce_to_a_topic_the_first_request_creates(make_broker):
+    """The first request auto-creates the topic while the rest wait in the socket: every batch
+    still lands in arrival order."""
+    broker = make_broker("--shards", "2")
+    sock = connect(broker.bootstrap, timeout=30)
+    sock.sendall(b"".join(produce_frame("piped-auto", 0, b"%d" % i, -1, i) for i in range(200)))
+    for i in range(200):
+        response = read_response(sock)
+        assert response is not None and struct.unpack_from(">i", response)[0] == i
+        at = 8
+        (name_len,) = struct.unpack_from(">h", response, at)
+        index, error, base_offset = struct.unpack_from(">ihq", response, at + 2 + name_len + 4)
+        assert (index, error, base_offset) == (0, 0, i)
+    sock.close()
