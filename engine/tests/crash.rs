@@ -399,6 +399,48 @@ fn a_failed_write_poisons_the_partition_and_drops_queued_batches() {
     });
 }
 
+#[test]
+fn a_poisoned_partition_still_serves_what_an_fdatasync_covered() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    run(async {
+        let log = open(dir.path(), LogConfig::default()).await;
+        let first = log.append(batch(2, 10, 1, 1), 0).expect("append");
+        log.wait_for_ack(first.last_offset, true)
+            .await
+            .expect("durable");
+        let second = log.append(batch(3, 10, 1, 2), 0).expect("append");
+        log.wait_written(second.last_offset)
+            .await
+            .expect("written, not synced");
+        log.inject_faults(Faults {
+            fail_next_sync: true,
+            ..Faults::default()
+        });
+        assert!(log.wait_for_ack(second.last_offset, true).await.is_err());
+        assert!(log.poisoned().is_some());
+        let served = log
+            .read(0, 1 << 20)
+            .await
+            .expect("durable data is still served");
+        assert_eq!(
+            served.high_watermark, 2,
+            "the high watermark falls back to the durable end"
+        );
+        let bytes = log.read_bytes(0, 1 << 20).await.expect("read");
+        let batches = common::split_batches(&bytes);
+        assert_eq!(batches.len(), 1, "only the fdatasynced batch");
+        assert_eq!(batches[0].0, 0);
+        assert!(
+            log.read(1, 1 << 20).await.is_ok(),
+            "inside the durable batch"
+        );
+        assert!(
+            log.read(2, 1 << 20).await.is_err(),
+            "past the durable end: refused"
+        );
+    });
+}
+
 /// Runs only as the child of `kill_9_during_writes_loses_no_acknowledged_batch`: appends
 /// forever, printing each acknowledged last offset.
 #[test]

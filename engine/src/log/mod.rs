@@ -79,6 +79,9 @@ struct State {
     durable_offset: i64,
     /// The file holding the newest written bytes: the one an fdatasync must cover.
     written_file: Option<Arc<SegmentFile>>,
+    /// Where `durable_offset` ends: (segment base, byte position in that segment). What a
+    /// poisoned partition still serves.
+    durable_end: (i64, u64),
     /// The highest offset (exclusive) a durability waiter asked for.
     sync_wanted: i64,
     /// When the oldest durability request not yet served by a started fdatasync was made, if

@@ -82,6 +82,7 @@ pub(super) async fn open(dir: &Path, config: LogConfig) -> Result<Rc<Partition>,
     set_rolling_base(active).await;
     let next_offset = active.next_offset;
     let active_base = active.base_offset;
+    let active_size = active.written_size;
     let sealed: BTreeSet<i64> = segments
         .keys()
         .copied()
@@ -94,6 +95,7 @@ pub(super) async fn open(dir: &Path, config: LogConfig) -> Result<Rc<Partition>,
         written_offset: next_offset,
         durable_offset: next_offset,
         written_file: None,
+        durable_end: (active_base, active_size),
         sync_wanted: 0,
         sync_asked_at: None,
         pending: VecDeque::new(),

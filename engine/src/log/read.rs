@@ -109,7 +109,29 @@ impl Partition {
     fn start_for(&self, offset: i64) -> Result<Option<Start>, ReadError> {
         let state = self.state.borrow();
         if let Some(err) = &state.poisoned {
-            return Err(err.clone().into());
+            // Offline after a failed write or fdatasync: what an fdatasync covered is known to
+            // be intact and still served; everything after it is not.
+            if offset >= state.durable_offset || offset < state.log_start_offset() {
+                return Err(err.clone().into());
+            }
+            let (_, segment) = state
+                .segments
+                .range(..=offset)
+                .next_back()
+                .expect("offset at or above the log start");
+            let (durable_base, durable_position) = state.durable_end;
+            let limit = if segment.base_offset == durable_base {
+                durable_position
+            } else {
+                segment.written_size
+            };
+            let entry = segment.index.floor_offset(segment.relative(offset));
+            return Ok(Some(Start {
+                segment_base: segment.base_offset,
+                file: segment.file.clone(),
+                written_size: limit,
+                position: entry.map_or(0, |e| u64::from(e.position)).min(limit),
+            }));
         }
         if offset == state.written_offset {
             return Ok(None);
@@ -138,7 +160,11 @@ impl Partition {
     pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult, ReadError> {
         let (high_watermark, log_start_offset) = {
             let state = self.state.borrow();
-            (state.written_offset, state.log_start_offset())
+            let end = match state.poisoned {
+                Some(_) => state.durable_offset,
+                None => state.written_offset,
+            };
+            (end, state.log_start_offset())
         };
         let mut result = ReadResult {
             ranges: Vec::new(),

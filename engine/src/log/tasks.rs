@@ -160,7 +160,11 @@ impl Partition {
                 let recovery_offset = {
                     let mut state = self.state.borrow_mut();
                     let end = state.segments[&segment_base].next_offset;
-                    state.durable_offset = state.durable_offset.max(end);
+                    if end > state.durable_offset {
+                        state.durable_offset = end;
+                        let size = state.segments[&segment_base].written_size;
+                        state.durable_end = (segment_base, size);
+                    }
                     state.sealed.insert(segment_base);
                     state.check();
                     state.durable_offset
@@ -242,8 +246,16 @@ async fn run_syncer(partition: Rc<Partition>) {
                 file = latest.clone();
             }
         }
+        // Where `offset` ends in the file: known at the same moment as the offset.
+        let position = partition
+            .state
+            .borrow()
+            .segments
+            .get(&file.base_offset())
+            .map_or(0, |s| s.written_size);
         timing::record_since(Stage::WaitForSync, asked_at);
         let started = timing::start();
+        let file_base = file.base_offset();
         if let Err(err) = partition.sync_file(file).await {
             partition.poison(err);
             return;
@@ -251,7 +263,10 @@ async fn run_syncer(partition: Rc<Partition>) {
         timing::record_since(Stage::Fsync, started);
         {
             let mut state = partition.state.borrow_mut();
-            state.durable_offset = state.durable_offset.max(offset);
+            if offset > state.durable_offset {
+                state.durable_offset = offset;
+                state.durable_end = (file_base, position);
+            }
             state.check();
             let interval = Duration::from_millis(partition.config.checkpoint_interval_ms);
             if partition.last_checkpoint.get().elapsed() >= interval {
