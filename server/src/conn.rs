@@ -104,10 +104,9 @@ struct Outbox {
 
 struct Owed {
     handled: Handled,
-    /// The request frame's size, counted in `owed_bytes` until the answer is sent.
-    bytes: usize,
-    /// Its place in `queued.max.request.bytes`, given back when the answer was sent.
-    _reservation: Reservation,
+    /// The frame's place in `queued.max.request.bytes` (its size, also counted in the
+    /// connection's `owed_bytes`), given back when the answer was sent.
+    reservation: Reservation,
     /// When the request's frame was parsed, for stage timing.
     parsed: Option<Instant>,
 }
@@ -209,7 +208,6 @@ async fn read_requests(
             }
         };
         let parsed = timing::start();
-        let bytes = frame.len();
         let (header, body) = match parse_header(frame) {
             Ok(parsed) => parsed,
             Err(e) => {
@@ -224,12 +222,13 @@ async fn read_requests(
         // A refused request closes the connection once the answers before it are sent: no
         // request after it is taken in (it would be executed and never answered).
         let refused = matches!(handled, Handled::Done(Response::Close(_)));
-        outbox.owed_bytes.set(outbox.owed_bytes.get() + bytes);
+        outbox
+            .owed_bytes
+            .set(outbox.owed_bytes.get() + reservation.bytes());
         outbox.queue.borrow_mut().push_back(Owed {
             handled,
-            bytes,
             parsed,
-            _reservation: reservation,
+            reservation,
         });
         outbox.changed.notify_all();
         if refused {
@@ -288,12 +287,15 @@ async fn write_responses(
             Either::Left(sent) => sent,
             Either::Right(()) => Err("stopping, and the peer is not reading".into()),
         };
-        outbox.owed_bytes.set(outbox.owed_bytes.get() - owed.bytes);
-        outbox.changed.notify_all();
-        if let Err(reason) = sent {
+        outbox
+            .owed_bytes
+            .set(outbox.owed_bytes.get() - owed.reservation.bytes());
+        if let Err(reason) = &sent {
             debug!(%peer, "closing connection: {reason}");
             outbox.failed.set(true);
-            outbox.changed.notify_all();
+        }
+        outbox.changed.notify_all();
+        if sent.is_err() {
             return;
         }
         if pipelined {
@@ -303,7 +305,6 @@ async fn write_responses(
     }
 }
 
-/// Reads one frame. Returns its body (after the size prefix) and the bytes received after it.
 /// Reads one frame. Returns its body (after the size prefix), the bytes received after it, and
 /// the frame's place in `queued.max.request.bytes` (taken before its body is received).
 async fn read_frame(

@@ -83,6 +83,12 @@ pub struct Reservation {
     bytes: usize,
 }
 
+impl Reservation {
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
 impl Drop for Reservation {
     fn drop(&mut self) {
         self.shared

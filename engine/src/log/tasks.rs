@@ -222,37 +222,32 @@ async fn run_syncer(partition: Rc<Partition>) {
             let unsynced = state.written_offset > state.durable_offset;
             let asked = state.sync_wanted > state.durable_offset;
             match &state.written_file {
-                Some(file) if unsynced && (always || asked) => {
-                    let file = file.clone();
-                    Some((state.written_offset, file, state.sync_asked_at.take()))
-                }
+                Some(_) if unsynced && (always || asked) => Some(state.sync_asked_at.take()),
                 _ if state.closing && state.pending.is_empty() && !asked => return,
                 _ => None,
             }
         };
-        let Some((mut offset, mut file, asked_at)) = target else {
+        let Some(asked_at) = target else {
             notified.await;
             continue;
         };
         let _place = super::rounds::join().await;
-        {
-            // Cover whatever was written while this syncer waited for its round.
+        // What to cover, taken after the round began: everything written by then, and where it
+        // ends in its file (for the durable end a poisoned partition still serves).
+        let (offset, file, position) = {
             let state = partition.state.borrow();
+            let Some(file) = state.written_file.clone() else {
+                return; // unreachable: it was set above and is never cleared
+            };
             if state.poisoned.is_some() {
                 return;
             }
-            if let Some(latest) = &state.written_file {
-                offset = state.written_offset;
-                file = latest.clone();
-            }
-        }
-        // Where `offset` ends in the file: known at the same moment as the offset.
-        let position = partition
-            .state
-            .borrow()
-            .segments
-            .get(&file.base_offset())
-            .map_or(0, |s| s.written_size);
+            let position = state
+                .segments
+                .get(&file.base_offset())
+                .map_or(0, |s| s.written_size);
+            (state.written_offset, file, position)
+        };
         timing::record_since(Stage::WaitForSync, asked_at);
         let started = timing::start();
         let file_base = file.base_offset();
