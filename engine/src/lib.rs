@@ -14,10 +14,9 @@ pub mod io;
 pub mod log;
 pub mod producer;
 pub mod segment;
+pub mod storage;
 pub mod timing;
 
 pub use config::{FsyncPolicy, LogConfig};
 pub use error::{AppendError, OpenError, ReadError, StorageError};
-#[cfg(feature = "fault-injection")]
-pub use log::Faults;
 pub use log::{AppendInfo, FileRange, Partition, ReadResult};

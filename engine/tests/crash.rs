@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 
 use common::{batch, open, read_all, run, seed};
 use rand_core_shim::Rng;
-use ringtail_engine::{Faults, FsyncPolicy, LogConfig, OpenError, Partition};
+use ringtail_engine::storage::sim::{FaultOp, SimDisk};
+use ringtail_engine::storage::Storage;
+use ringtail_engine::{FsyncPolicy, LogConfig, OpenError, Partition};
 
 /// A tiny deterministic generator, so the tests need no extra crate.
 mod rand_core_shim {
@@ -31,6 +33,12 @@ mod rand_core_shim {
             self.next() % n
         }
     }
+}
+
+async fn open_on(disk: &SimDisk, dir: &Path, config: LogConfig) -> std::rc::Rc<Partition> {
+    Partition::open_on(disk.storage(), dir, config)
+        .await
+        .expect("open partition on the simulated disk")
 }
 
 fn unsynced() -> LogConfig {
@@ -333,17 +341,15 @@ fn deleted_or_damaged_index_files_are_rebuilt() {
 
 #[test]
 fn a_failed_fsync_poisons_the_partition() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let disk = SimDisk::new(seed("a_failed_fsync_poisons_the_partition"));
+    let dir = Path::new("/p");
     run(async {
-        let log = open(dir.path(), LogConfig::default()).await;
+        let log = open_on(&disk, dir, LogConfig::default()).await;
         let info = log.append(batch(2, 10, 1, 1), 0).expect("append");
         log.wait_durable(info.last_offset)
             .await
             .expect("first sync works");
-        log.inject_faults(Faults {
-            fail_next_sync: true,
-            ..Faults::default()
-        });
+        disk.fail_next(FaultOp::Fsync, libc::EIO);
         let info = log.append(batch(2, 10, 1, 2), 0).expect("append");
         let err = log
             .wait_durable(info.last_offset)
@@ -363,10 +369,10 @@ fn a_failed_fsync_poisons_the_partition() {
             "no clean shutdown after a failure"
         );
     });
-    assert!(!dir.path().join("clean-shutdown").exists());
+    assert!(!disk.exists(&dir.join("clean-shutdown")));
     // Reopening recovers from what is on disk.
     run(async {
-        let log = open(dir.path(), LogConfig::default()).await;
+        let log = open_on(&disk, dir, LogConfig::default()).await;
         assert!(log.log_end_offset() >= 2);
         log.close().await.expect("close");
     });
@@ -374,15 +380,12 @@ fn a_failed_fsync_poisons_the_partition() {
 
 #[test]
 fn a_failed_write_poisons_the_partition_and_drops_queued_batches() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let disk = SimDisk::new(seed("a_failed_write_poisons_the_partition"));
     run(async {
-        let log = open(dir.path(), LogConfig::default()).await;
+        let log = open_on(&disk, Path::new("/p"), LogConfig::default()).await;
         log.append(batch(2, 10, 1, 1), 0).expect("append");
         log.wait_written(1).await.expect("written");
-        log.inject_faults(Faults {
-            fail_next_write: true,
-            ..Faults::default()
-        });
+        disk.fail_next(FaultOp::Write, libc::EIO);
         let a = log.append(batch(2, 10, 1, 2), 0).expect("queued");
         let b = log.append(batch(2, 10, 1, 3), 0).expect("queued");
         let err = log
@@ -401,9 +404,9 @@ fn a_failed_write_poisons_the_partition_and_drops_queued_batches() {
 
 #[test]
 fn a_poisoned_partition_still_serves_what_an_fdatasync_covered() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let disk = SimDisk::new(seed("a_poisoned_partition_still_serves"));
     run(async {
-        let log = open(dir.path(), LogConfig::default()).await;
+        let log = open_on(&disk, Path::new("/p"), LogConfig::default()).await;
         let first = log.append(batch(2, 10, 1, 1), 0).expect("append");
         log.wait_for_ack(first.last_offset, true)
             .await
@@ -412,10 +415,7 @@ fn a_poisoned_partition_still_serves_what_an_fdatasync_covered() {
         log.wait_written(second.last_offset)
             .await
             .expect("written, not synced");
-        log.inject_faults(Faults {
-            fail_next_sync: true,
-            ..Faults::default()
-        });
+        disk.fail_next(FaultOp::Fsync, libc::EIO);
         assert!(log.wait_for_ack(second.last_offset, true).await.is_err());
         assert!(log.poisoned().is_some());
         let served = log
@@ -441,13 +441,15 @@ fn a_poisoned_partition_still_serves_what_an_fdatasync_covered() {
     });
 }
 
-/// Runs only as the child of `kill_9_during_writes_loses_no_acknowledged_batch`: appends
-/// forever, printing each acknowledged last offset.
+/// Runs only as the child of `kill_9_during_writes_loses_no_acknowledged_batch` (ignored
+/// otherwise, so it never counts as a passing test): appends forever, printing each
+/// acknowledged last offset.
 #[test]
+#[ignore = "the child process of kill_9_during_writes_loses_no_acknowledged_batch"]
 fn child_writer() {
-    let Ok(dir) = std::env::var("RINGTAIL_CHILD_DIR") else {
-        return;
-    };
+    let dir = std::env::var("RINGTAIL_CHILD_DIR").expect(
+        "run by kill_9_during_writes_loses_no_acknowledged_batch, which sets RINGTAIL_CHILD_DIR",
+    );
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
     run(async {
@@ -469,7 +471,13 @@ fn kill_9_during_writes_loses_no_acknowledged_batch() {
     let dir = tempfile::tempdir().expect("tempdir");
     for round in 0..3 {
         let mut child = std::process::Command::new(std::env::current_exe().expect("exe"))
-            .args(["--exact", "child_writer", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "child_writer",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("RINGTAIL_CHILD_DIR", dir.path())
             .stdout(std::process::Stdio::piped())
             .spawn()

@@ -21,15 +21,14 @@
 //! `clean-shutdown` exists only between a clean close and the next open: its presence means the
 //! index files and the checkpoint were written and flushed at close, so the scan can be skipped.
 
-use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::io::{fdatasync, write_all_at};
+use crate::storage::{DiskFile, OpenMode, Storage};
 
 pub const CHECKPOINT_FILE: &str = "recovery-checkpoint";
 pub const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
@@ -77,33 +76,32 @@ impl CheckpointRecord {
 
 /// The checkpoint file of one partition, open for the partition's life.
 pub struct Checkpoint {
-    file: Arc<File>,
+    storage: Rc<dyn Storage>,
+    file: Arc<dyn DiskFile>,
     path: PathBuf,
     newest: Option<CheckpointRecord>,
 }
 
 impl Checkpoint {
     /// Opens (or creates) the file and reads the newest valid slot. Blocking: open time only.
-    pub fn open(dir: &Path) -> io::Result<Checkpoint> {
+    pub fn open(storage: Rc<dyn Storage>, dir: &Path) -> io::Result<Checkpoint> {
         let path = dir.join(CHECKPOINT_FILE);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)?;
+        let file = storage.open(&path, OpenMode::CreateOrKeep)?;
+        let bytes = storage.read_file(&path)?;
         let mut newest: Option<CheckpointRecord> = None;
         for slot in 0..2 {
-            let mut buf = [0u8; SLOT_LEN];
-            let read = file.read_at(&mut buf, slot * SLOT_STRIDE)?;
-            if let Some(record) = CheckpointRecord::decode(&buf[..read]) {
+            let start = (slot * SLOT_STRIDE) as usize;
+            let slot_bytes = bytes.get(start..).unwrap_or_default();
+            let slot_bytes = &slot_bytes[..slot_bytes.len().min(SLOT_LEN)];
+            if let Some(record) = CheckpointRecord::decode(slot_bytes) {
                 if newest.is_none_or(|n| record.sequence > n.sequence) {
                     newest = Some(record);
                 }
             }
         }
         Ok(Checkpoint {
-            file: Arc::new(file),
+            storage,
+            file,
             path,
             newest,
         })
@@ -117,8 +115,8 @@ impl Checkpoint {
         &self.path
     }
 
-    /// Durably records `recovery_offset` (through the ring: write, then fdatasync). Callers must
-    /// have flushed every batch below it first.
+    /// Durably records `recovery_offset` (write, then fdatasync). Callers must have flushed
+    /// every batch below it first.
     pub async fn store(&mut self, recovery_offset: i64) -> io::Result<()> {
         if self.recovery_offset() == Some(recovery_offset) {
             return Ok(());
@@ -130,41 +128,35 @@ impl Checkpoint {
         };
         let slot = sequence % 2;
         let bytes = Bytes::copy_from_slice(&record.encode());
-        let (result, file, _) =
-            write_all_at(self.file.clone(), vec![bytes], slot * SLOT_STRIDE).await;
-        result.map_err(|(err, _)| err)?;
-        let (result, _) = fdatasync(file).await;
-        result?;
+        self.storage
+            .write_at(self.file.clone(), vec![bytes], slot * SLOT_STRIDE)
+            .await?;
+        self.storage.fdatasync(self.file.clone()).await?;
         self.newest = Some(record);
         Ok(())
     }
 }
 
-/// Writes the clean-shutdown marker and flushes it and its directory. Blocking: close time only.
-pub fn write_clean_marker(dir: &Path) -> io::Result<()> {
+/// Writes the clean-shutdown marker and flushes it and its directory. Close time only.
+pub async fn write_clean_marker(storage: &dyn Storage, dir: &Path) -> io::Result<()> {
     let path = dir.join(CLEAN_SHUTDOWN_FILE);
-    let file = File::create(&path)?;
-    file.sync_all()?;
-    sync_dir(dir)
+    let file = storage.open(&path, OpenMode::Truncate)?;
+    storage.fdatasync(file).await?;
+    storage.sync_dir(dir).await
 }
 
 /// Removes the marker (if present) durably, so a crash from now on triggers a scan. Returns
-/// whether it was present.
-pub fn take_clean_marker(dir: &Path) -> io::Result<bool> {
+/// whether it was present. Blocking: open time only.
+pub fn take_clean_marker(storage: &dyn Storage, dir: &Path) -> io::Result<bool> {
     let path = dir.join(CLEAN_SHUTDOWN_FILE);
-    match std::fs::remove_file(&path) {
+    match storage.remove(&path) {
         Ok(()) => {
-            sync_dir(dir)?;
+            storage.sync_dir_blocking(dir)?;
             Ok(true)
         }
         Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(err) => Err(err),
     }
-}
-
-/// fsync of a directory, so that file creations and removals in it are durable.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

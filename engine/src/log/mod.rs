@@ -38,6 +38,7 @@ use crate::format::batch;
 use crate::io::{JoinHandle, Notify, IOV_MAX};
 use crate::producer::{Check, ProducerState};
 use crate::segment::{Segment, SegmentFile};
+use crate::storage::{remove_all, OsStorage, Storage};
 use checkpoint::Checkpoint;
 
 pub use read::{FileRange, ReadResult};
@@ -122,17 +123,11 @@ impl State {
     }
 }
 
-/// Test hooks: make the next write or fdatasync fail as the kernel would report it.
-#[cfg(feature = "fault-injection")]
-#[derive(Default, Debug, Clone, Copy)]
-pub struct Faults {
-    pub fail_next_write: bool,
-    pub fail_next_sync: bool,
-}
-
 pub struct Partition {
     dir: PathBuf,
     config: LogConfig,
+    /// Where the files are: the kernel's file system, or a simulated disk in tests.
+    storage: Rc<dyn Storage>,
     state: RefCell<State>,
     checkpoint: RefCell<Option<Checkpoint>>,
     last_checkpoint: Cell<Instant>,
@@ -145,15 +140,22 @@ pub struct Partition {
     /// Fired once, by `close`: wakes tasks that sleep on timers (the interval ticker).
     closed: Notify,
     tasks: RefCell<Vec<JoinHandle<()>>>,
-    #[cfg(feature = "fault-injection")]
-    faults: Cell<Faults>,
 }
 
 impl Partition {
     /// Opens (recovering if needed) or creates the partition log in `dir`, and starts its tasks
     /// on the current runtime.
     pub async fn open(dir: &Path, config: LogConfig) -> Result<Rc<Partition>, crate::OpenError> {
-        open::open(dir, config).await
+        open::open(Rc::new(OsStorage), dir, config).await
+    }
+
+    /// Like [`Partition::open`], on the given storage (a simulated disk, in tests).
+    pub async fn open_on(
+        storage: Rc<dyn Storage>,
+        dir: &Path,
+        config: LogConfig,
+    ) -> Result<Rc<Partition>, crate::OpenError> {
+        open::open(storage, dir, config).await
     }
 
     pub fn dir(&self) -> &Path {
@@ -256,7 +258,7 @@ impl Partition {
             return Ok(());
         }
         let old_base = active.base_offset;
-        let segment = match Segment::create(&self.dir, state.next_offset) {
+        let segment = match Segment::create(&*self.storage, &self.dir, state.next_offset) {
             Ok(segment) => segment,
             Err(err) => {
                 let transient = matches!(
@@ -428,17 +430,9 @@ impl Partition {
             }
             state.segments.remove(&base);
             state.sealed.remove(&base);
-            for path in [
-                Segment::log_path(&self.dir, base),
-                Segment::index_path(&self.dir, base),
-                Segment::time_index_path(&self.dir, base),
-            ] {
-                match std::fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(err) => return Err(StorageError::new("delete segment", path, err)),
-                }
-            }
+            let paths = Segment::paths(&self.dir, base);
+            remove_all(&*self.storage, paths.iter().map(PathBuf::as_path))
+                .map_err(|(path, err)| StorageError::new("delete segment", path, err))?;
             tracing::info!(
                 partition = %self.dir.display(),
                 segment = base,
@@ -469,19 +463,14 @@ impl Partition {
         self.flush_segment(active_base).await?;
         let next = self.state.borrow().next_offset;
         self.store_checkpoint(next).await?;
-        checkpoint::write_clean_marker(&self.dir)
+        checkpoint::write_clean_marker(&*self.storage, &self.dir)
+            .await
             .map_err(|err| StorageError::new("write clean-shutdown marker", &self.dir, err))
     }
 
     /// The idempotent-producer state of a producer id (for tests and tools).
     pub fn producer_entry(&self, producer_id: i64) -> Option<crate::producer::ProducerEntry> {
         self.state.borrow().producers.get(producer_id).cloned()
-    }
-
-    /// Injects a failure into the next write or fdatasync (tests only).
-    #[cfg(feature = "fault-injection")]
-    pub fn inject_faults(&self, faults: Faults) {
-        self.faults.set(faults);
     }
 
     /// Takes the partition offline: drops queued batches and wakes every waiter with `err`.

@@ -13,7 +13,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -25,8 +25,13 @@ use crate::io::Notify;
 use crate::segment::index::{OffsetIndex, TimeIndex};
 use crate::segment::recovery::{scan, Damage};
 use crate::segment::{parse_file_name, Segment};
+use crate::storage::{remove_all, Storage};
 
-pub(super) async fn open(dir: &Path, config: LogConfig) -> Result<Rc<Partition>, OpenError> {
+pub(super) async fn open(
+    storage: Rc<dyn Storage>,
+    dir: &Path,
+    config: LogConfig,
+) -> Result<Rc<Partition>, OpenError> {
     if config.segment_bytes > i32::MAX as u64 || config.segment_bytes < 1024 {
         return Err(OpenError::io(
             "check segment.bytes",
@@ -37,24 +42,31 @@ pub(super) async fn open(dir: &Path, config: LogConfig) -> Result<Rc<Partition>,
             ),
         ));
     }
-    std::fs::create_dir_all(dir).map_err(|err| OpenError::io("create directory", dir, err))?;
-    remove_leftover_temporaries(dir)?;
-    let bases = list_segments(dir)?;
-    let checkpoint =
-        Checkpoint::open(dir).map_err(|err| OpenError::io("open checkpoint", dir, err))?;
-    let clean = dir.join(checkpoint::CLEAN_SHUTDOWN_FILE).exists();
+    storage
+        .create_dir_all(dir)
+        .map_err(|err| OpenError::io("create directory", dir, err))?;
+    let names = storage
+        .list(dir)
+        .map_err(|err| OpenError::io("list directory", dir, err))?;
+    remove_leftover_temporaries(&*storage, dir, &names)?;
+    let bases = list_segments(&names);
+    let checkpoint = Checkpoint::open(storage.clone(), dir)
+        .map_err(|err| OpenError::io("open checkpoint", dir, err))?;
+    let clean = storage.exists(&dir.join(checkpoint::CLEAN_SHUTDOWN_FILE));
 
     let mut segments = BTreeMap::new();
     for &base in &bases {
-        let segment = Segment::open(dir, base)
+        let segment = Segment::open(&*storage, dir, base)
             .map_err(|err| OpenError::io("open segment", Segment::log_path(dir, base), err))?;
         segments.insert(base, segment);
     }
     if segments.is_empty() {
         let base = checkpoint.recovery_offset().unwrap_or(0).max(0);
-        let segment = Segment::create(dir, base)
+        let segment = Segment::create(&*storage, dir, base)
             .map_err(|err| OpenError::io("create segment", Segment::log_path(dir, base), err))?;
-        checkpoint::sync_dir(dir).map_err(|err| OpenError::io("fsync directory", dir, err))?;
+        storage
+            .sync_dir_blocking(dir)
+            .map_err(|err| OpenError::io("fsync directory", dir, err))?;
         segments.insert(base, segment);
     }
     let first_base = *segments.keys().next().expect("not empty");
@@ -68,18 +80,26 @@ pub(super) async fn open(dir: &Path, config: LogConfig) -> Result<Rc<Partition>,
     // Segments whose index files must be (re)written: rebuilt by a scan.
     let mut rebuilt = Vec::new();
     if clean {
-        load_all(&mut segments, interval, &mut rebuilt).await?;
+        load_all(&storage, &mut segments, interval, &mut rebuilt).await?;
     } else {
         tracing::warn!(
             partition = %dir.display(),
             recovery_offset,
             "not closed cleanly: recovering (every batch from the checkpoint is checked)"
         );
-        recover(dir, &mut segments, recovery_offset, interval, &mut rebuilt).await?;
+        recover(
+            &storage,
+            dir,
+            &mut segments,
+            recovery_offset,
+            interval,
+            &mut rebuilt,
+        )
+        .await?;
     }
     check_contiguous(&segments)?;
     let active = segments.values_mut().next_back().expect("not empty");
-    set_rolling_base(active).await;
+    set_rolling_base(&storage, active).await;
     let next_offset = active.next_offset;
     let active_base = active.base_offset;
     let active_size = active.written_size;
@@ -108,6 +128,7 @@ pub(super) async fn open(dir: &Path, config: LogConfig) -> Result<Rc<Partition>,
     let partition = Rc::new(Partition {
         dir: dir.to_path_buf(),
         config,
+        storage: storage.clone(),
         state: RefCell::new(state),
         checkpoint: RefCell::new(Some(checkpoint)),
         last_checkpoint: Cell::new(Instant::now()),
@@ -116,8 +137,6 @@ pub(super) async fn open(dir: &Path, config: LogConfig) -> Result<Rc<Partition>,
         progress: Notify::new(),
         closed: Notify::new(),
         tasks: RefCell::new(Vec::new()),
-        #[cfg(feature = "fault-injection")]
-        faults: Cell::new(Default::default()),
     });
     if !clean || !rebuilt.is_empty() {
         // Make everything that survived durable (index files of rebuilt sealed segments too), so
@@ -130,51 +149,45 @@ pub(super) async fn open(dir: &Path, config: LogConfig) -> Result<Rc<Partition>,
             .borrow()
             .segments
             .values()
-            .map(|s| s.file.clone())
+            .map(|s| s.file.disk_file().clone())
             .collect();
         for file in files {
             let path = file.path().to_path_buf();
-            let (result, _) = crate::io::fdatasync(file).await;
-            result.map_err(|err| OpenError::io("fdatasync", path, err))?;
+            storage
+                .fdatasync(file)
+                .await
+                .map_err(|err| OpenError::io("fdatasync", path, err))?;
         }
         partition.store_checkpoint(next_offset).await?;
     }
     partition.rebuild_producer_state().await?;
-    checkpoint::take_clean_marker(dir)
+    checkpoint::take_clean_marker(&*storage, dir)
         .map_err(|err| OpenError::io("remove clean-shutdown marker", dir, err))?;
     partition.start_tasks();
     Ok(partition)
 }
 
-fn list_segments(dir: &Path) -> Result<Vec<i64>, OpenError> {
-    let entries =
-        std::fs::read_dir(dir).map_err(|err| OpenError::io("list directory", dir, err))?;
-    let mut bases = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|err| OpenError::io("list directory", dir, err))?;
-        if let Some(base) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| parse_file_name(n, "log"))
-        {
-            bases.push(base);
-        }
-    }
+fn list_segments(names: &[String]) -> Vec<i64> {
+    let mut bases: Vec<i64> = names
+        .iter()
+        .filter_map(|name| parse_file_name(name, "log"))
+        .collect();
     bases.sort_unstable();
-    Ok(bases)
+    bases
 }
 
 /// A snapshot write that failed (or a crash) before its rename leaves a `*.snapshot.tmp`: never
 /// read, so removed at open.
-fn remove_leftover_temporaries(dir: &Path) -> Result<(), OpenError> {
-    let entries =
-        std::fs::read_dir(dir).map_err(|err| OpenError::io("list directory", dir, err))?;
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.to_string_lossy().ends_with(".snapshot.tmp") {
-            std::fs::remove_file(&path)
-                .map_err(|err| OpenError::io("remove temporary snapshot", &path, err))?;
-        }
+fn remove_leftover_temporaries(
+    storage: &dyn Storage,
+    dir: &Path,
+    names: &[String],
+) -> Result<(), OpenError> {
+    for name in names.iter().filter(|n| n.ends_with(".snapshot.tmp")) {
+        let path = dir.join(name);
+        storage
+            .remove(&path)
+            .map_err(|err| OpenError::io("remove temporary snapshot", &path, err))?;
     }
     Ok(())
 }
@@ -182,12 +195,13 @@ fn remove_leftover_temporaries(dir: &Path) -> Result<(), OpenError> {
 /// Clean start: load every segment's index files (rebuilding any that fail validation) and scan
 /// only each segment's tail past its last index entry. Returns whether anything was rebuilt.
 async fn load_all(
+    storage: &Rc<dyn Storage>,
     segments: &mut BTreeMap<i64, Segment>,
     interval: u32,
     rebuilt: &mut Vec<i64>,
 ) -> Result<(), OpenError> {
     for segment in segments.values_mut() {
-        if load_segment(segment, interval).await? {
+        if load_segment(storage, segment, interval).await? {
             rebuilt.push(segment.base_offset);
         }
     }
@@ -196,15 +210,25 @@ async fn load_all(
 
 /// Loads one flushed segment: its index files if they validate against the log, otherwise a
 /// full rebuild. Any damage is corruption (this data was flushed). Returns true if rebuilt.
-async fn load_segment(segment: &mut Segment, interval: u32) -> Result<bool, OpenError> {
+async fn load_segment(
+    storage: &Rc<dyn Storage>,
+    segment: &mut Segment,
+    interval: u32,
+) -> Result<bool, OpenError> {
     let file_len = segment.size;
-    if let Some((index, time_index)) = read_index_files(segment, file_len) {
+    if let Some((index, time_index)) = read_index_files(&**storage, segment, file_len) {
         if let Some(last) = index.last() {
             segment.adopt_indexes(index, time_index);
             segment.next_offset = segment.base_offset + i64::from(last.relative_offset);
-            let damage = scan(segment, u64::from(last.position), file_len, interval)
-                .await
-                .map_err(|err| OpenError::io("read segment", segment.file.path(), err))?;
+            let damage = scan(
+                storage,
+                segment,
+                u64::from(last.position),
+                file_len,
+                interval,
+            )
+            .await
+            .map_err(|err| OpenError::io("read segment", segment.file.path(), err))?;
             if damage.is_none() {
                 return Ok(false);
             }
@@ -212,7 +236,7 @@ async fn load_segment(segment: &mut Segment, interval: u32) -> Result<bool, Open
         }
     }
     segment.reset_indexes();
-    let damage = scan(segment, 0, file_len, interval)
+    let damage = scan(storage, segment, 0, file_len, interval)
         .await
         .map_err(|err| OpenError::io("read segment", segment.file.path(), err))?;
     if let Some(damage) = damage {
@@ -221,10 +245,18 @@ async fn load_segment(segment: &mut Segment, interval: u32) -> Result<bool, Open
     Ok(true)
 }
 
-fn read_index_files(segment: &Segment, file_len: u64) -> Option<(OffsetIndex, TimeIndex)> {
+fn read_index_files(
+    storage: &dyn Storage,
+    segment: &Segment,
+    file_len: u64,
+) -> Option<(OffsetIndex, TimeIndex)> {
     let dir = segment.file.path().parent()?;
-    let index_bytes = std::fs::read(Segment::index_path(dir, segment.base_offset)).ok()?;
-    let time_bytes = std::fs::read(Segment::time_index_path(dir, segment.base_offset)).ok()?;
+    let index_bytes = storage
+        .read_file(&Segment::index_path(dir, segment.base_offset))
+        .ok()?;
+    let time_bytes = storage
+        .read_file(&Segment::time_index_path(dir, segment.base_offset))
+        .ok()?;
     let index = OffsetIndex::from_bytes(&index_bytes, file_len)?;
     let max_relative = index.last().map_or(0, |e| e.relative_offset);
     let time_index = TimeIndex::from_bytes(&time_bytes, max_relative)?;
@@ -234,6 +266,7 @@ fn read_index_files(segment: &Segment, file_len: u64) -> Option<(OffsetIndex, Ti
 /// Unclean start. Segments wholly below the checkpoint are loaded as flushed; from the one
 /// holding the checkpoint onwards, each is scanned and the first torn batch ends the log.
 async fn recover(
+    storage: &Rc<dyn Storage>,
     dir: &Path,
     segments: &mut BTreeMap<i64, Segment>,
     recovery_offset: i64,
@@ -251,7 +284,7 @@ async fn recover(
     for (i, &base) in bases.iter().enumerate() {
         let segment = segments.get_mut(&base).expect("listed");
         if base < first_scanned {
-            if load_segment(segment, interval).await? {
+            if load_segment(storage, segment, interval).await? {
                 rebuilt.push(base);
             }
             continue;
@@ -259,7 +292,7 @@ async fn recover(
         rebuilt.push(base);
         segment.reset_indexes();
         let file_len = segment.size;
-        let damage = scan(segment, 0, file_len, interval)
+        let damage = scan(storage, segment, 0, file_len, interval)
             .await
             .map_err(|err| OpenError::io("read segment", segment.file.path(), err))?;
         let Some(damage) = damage else { continue };
@@ -273,23 +306,16 @@ async fn recover(
             "torn tail truncated at recovery: {}",
             damage.reason
         );
-        truncate(segment, damage.position)?;
+        truncate(&**storage, segment, damage.position)?;
         for &later in &bases[i + 1..] {
-            let removed = segments.remove(&later).expect("listed");
-            for path in [
-                Segment::log_path(dir, later),
-                Segment::index_path(dir, later),
-                Segment::time_index_path(dir, later),
-            ] {
-                match std::fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(err) => return Err(OpenError::io("delete segment", path, err)),
-                }
-            }
-            drop(removed);
+            segments.remove(&later);
+            let paths = Segment::paths(dir, later);
+            remove_all(&**storage, paths.iter().map(PathBuf::as_path))
+                .map_err(|(path, err)| OpenError::io("delete segment", path, err))?;
         }
-        checkpoint::sync_dir(dir).map_err(|err| OpenError::io("fsync directory", dir, err))?;
+        storage
+            .sync_dir_blocking(dir)
+            .map_err(|err| OpenError::io("fsync directory", dir, err))?;
         break;
     }
     let last = segments.values().next_back().expect("not empty");
@@ -307,11 +333,9 @@ async fn recover(
     Ok(())
 }
 
-fn truncate(segment: &mut Segment, position: u64) -> Result<(), OpenError> {
-    segment
-        .file
-        .file()
-        .set_len(position)
+fn truncate(storage: &dyn Storage, segment: &mut Segment, position: u64) -> Result<(), OpenError> {
+    storage
+        .set_len(&**segment.file.disk_file(), position)
         .map_err(|err| OpenError::io("truncate torn tail", segment.file.path(), err))?;
     segment.size = position;
     segment.written_size = position;
@@ -351,12 +375,14 @@ fn check_contiguous(segments: &BTreeMap<i64, Segment>) -> Result<(), OpenError> 
 }
 
 /// `segment.ms` counts from the active segment's first batch: read its timestamp.
-async fn set_rolling_base(active: &mut Segment) {
+async fn set_rolling_base(storage: &Rc<dyn Storage>, active: &mut Segment) {
     if active.rolling_base_ms.is_some() || active.is_empty() {
         return;
     }
-    if let Ok(bytes) =
-        crate::io::read_exact_at(active.file.clone(), crate::format::batch::HEADER_LEN, 0).await
+    let file = active.file.disk_file().clone();
+    if let Ok(bytes) = storage
+        .read_at(file, crate::format::batch::HEADER_LEN, 0)
+        .await
     {
         if let Ok(header) = crate::format::batch::parse_header(&bytes) {
             active.rolling_base_ms = Some(header.max_timestamp);

@@ -6,13 +6,15 @@
 //! small read, normally from the page cache). Only written bytes are ever returned: a range ends
 //! at or before the segment's `written_size`.
 
+use std::rc::Rc;
 use std::sync::Arc;
 
 use super::Partition;
 use crate::error::ReadError;
-use crate::format::batch::{self, BatchHeader, HEADER_LEN};
-use crate::io::read_exact_at;
+use crate::format::batch::{self, BatchHeader};
+use crate::segment::cursor::{BatchCursor, CursorError};
 use crate::segment::SegmentFile;
+use crate::storage::Storage;
 
 /// Bytes read at a time while walking batch headers.
 const WALK_CHUNK_BYTES: usize = 16 * 1024;
@@ -40,49 +42,53 @@ impl ReadResult {
     }
 }
 
-/// Reads batch headers sequentially from a segment file, a chunk at a time.
+/// Reads batch headers of a segment file through the storage, for one read or lookup.
 struct HeaderWalker {
-    file: Arc<SegmentFile>,
-    /// Bytes of the file that may be read (its written size).
-    limit: u64,
-    buf: Vec<u8>,
-    buf_position: u64,
+    cursor: BatchCursor,
+    path: std::path::PathBuf,
 }
 
 impl HeaderWalker {
-    fn new(file: Arc<SegmentFile>, limit: u64) -> HeaderWalker {
+    fn new(storage: &Rc<dyn Storage>, file: &Arc<SegmentFile>, limit: u64) -> HeaderWalker {
         HeaderWalker {
-            file,
-            limit,
-            buf: Vec::new(),
-            buf_position: 0,
+            cursor: BatchCursor::new(
+                storage.clone(),
+                file.disk_file().clone(),
+                limit,
+                WALK_CHUNK_BYTES,
+            ),
+            path: file.path().to_path_buf(),
         }
     }
 
-    /// The header of the batch at `position`, which must be a batch boundary below `limit`.
+    fn error(&self, err: CursorError) -> ReadError {
+        match err {
+            CursorError::Io(err) => crate::error::StorageError::new("read", &self.path, err).into(),
+            CursorError::Damaged { position, reason } => ReadError::Inconsistent {
+                path: self.path.clone(),
+                position,
+                reason,
+            },
+        }
+    }
+
+    /// The header of the batch at `position`, which must be a batch boundary below the limit.
     async fn header_at(&mut self, position: u64) -> Result<BatchHeader, ReadError> {
-        let buffered_end = self.buf_position + self.buf.len() as u64;
-        if position < self.buf_position || position + HEADER_LEN as u64 > buffered_end {
-            let len = (self.limit.saturating_sub(position)).min(WALK_CHUNK_BYTES as u64) as usize;
-            self.buf = read_exact_at(self.file.clone(), len, position)
-                .await
-                .map_err(|err| crate::error::StorageError::new("read", self.file.path(), err))?;
-            self.buf_position = position;
+        match self.cursor.header_at(position).await {
+            Ok(header) => Ok(header),
+            Err(err) => Err(self.error(err)),
         }
-        let at = (position - self.buf_position) as usize;
-        let header = batch::parse_header(&self.buf[at..])
-            .map_err(|err| self.inconsistent(position, err.to_string()))?;
-        if position + header.size as u64 > self.limit {
-            return Err(self.inconsistent(position, "batch runs past the written end".into()));
-        }
-        Ok(header)
     }
 
-    fn inconsistent(&self, position: u64, reason: String) -> ReadError {
-        ReadError::Inconsistent {
-            path: self.file.path().to_path_buf(),
-            position,
-            reason,
+    /// The whole batch at `position`, whose header was just read.
+    async fn batch_at(
+        &mut self,
+        position: u64,
+        header: &BatchHeader,
+    ) -> Result<Vec<u8>, ReadError> {
+        match self.cursor.batch_at(position, header).await {
+            Ok(bytes) => Ok(bytes.to_vec()),
+            Err(err) => Err(self.error(err)),
         }
     }
 }
@@ -174,7 +180,7 @@ impl Partition {
         let Some(start) = self.start_for(offset)? else {
             return Ok(result);
         };
-        let mut walker = HeaderWalker::new(start.file.clone(), start.written_size);
+        let mut walker = HeaderWalker::new(&self.storage, &start.file, start.written_size);
         // Walk from the index entry to the batch that holds `offset`.
         let mut position = start.position;
         let first = loop {
@@ -225,7 +231,13 @@ impl Partition {
         let mut out = Vec::with_capacity(result.bytes() as usize);
         for range in result.ranges {
             let path = range.file.path().to_path_buf();
-            let bytes = read_exact_at(range.file, range.len as usize, range.position)
+            let bytes = self
+                .storage
+                .read_at(
+                    range.file.disk_file().clone(),
+                    range.len as usize,
+                    range.position,
+                )
                 .await
                 .map_err(|err| crate::error::StorageError::new("read", path, err))?;
             out.extend_from_slice(&bytes);
@@ -243,13 +255,16 @@ impl Partition {
             (state.log_start_offset(), state.next_offset)
         };
         let mut loaded = None;
-        for (offset, path) in snapshot::list(&self.dir) {
+        for (offset, path) in snapshot::list(&*self.storage, &self.dir) {
             if offset > log_end {
-                let _ = std::fs::remove_file(&path);
+                let _ = self.storage.remove(&path);
                 continue;
             }
-            if let Some((offset, producers)) =
-                std::fs::read(&path).ok().and_then(|b| snapshot::decode(&b))
+            if let Some((offset, producers)) = self
+                .storage
+                .read_file(&path)
+                .ok()
+                .and_then(|b| snapshot::decode(&b))
             {
                 loaded = Some((offset, producers));
                 break;
@@ -276,7 +291,7 @@ impl Partition {
                 };
                 (segment.file.clone(), segment.written_size, start)
             };
-            let mut walker = HeaderWalker::new(file, size);
+            let mut walker = HeaderWalker::new(&self.storage, &file, size);
             let mut position = start;
             while position < size {
                 let header =
@@ -331,7 +346,7 @@ impl Partition {
                 position: entry.map_or(0, |e| u64::from(e.position)),
             }
         };
-        let mut walker = HeaderWalker::new(start.file.clone(), start.written_size);
+        let mut walker = HeaderWalker::new(&self.storage, &start.file, start.written_size);
         let mut position = start.position;
         while position < start.written_size {
             let header = walker.header_at(position).await?;
@@ -339,10 +354,7 @@ impl Partition {
                 if header.compression() != 0 {
                     return Ok(Some((header.base_offset, header.max_timestamp)));
                 }
-                let path = start.file.path().to_path_buf();
-                let bytes = read_exact_at(start.file.clone(), header.size, position)
-                    .await
-                    .map_err(|err| crate::error::StorageError::new("read", path, err))?;
+                let bytes = walker.batch_at(position, &header).await?;
                 let found = batch::records(&bytes)
                     .and_then(|records| records.into_iter().find(|r| r.timestamp >= timestamp_ms))
                     .map(|r| (header.base_offset + i64::from(r.offset_delta), r.timestamp));

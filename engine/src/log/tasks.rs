@@ -8,7 +8,6 @@
 //! files) completes before any byte of the next segment is written; the syncer issues fdatasync
 //! only for bytes whose write already completed (io_uring does not order them otherwise).
 
-use std::fs::File;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,8 +17,9 @@ use bytes::Bytes;
 use super::{Job, Partition};
 use crate::config::FsyncPolicy;
 use crate::error::StorageError;
-use crate::io::{fdatasync, fsync, spawn, timeout, write_all_at};
+use crate::io::{spawn, timeout};
 use crate::segment::{Segment, SegmentFile};
+use crate::storage::{OpenMode, Storage};
 use crate::timing::{self, Stage};
 
 impl Partition {
@@ -45,31 +45,23 @@ impl Partition {
         };
         let index_path = Segment::index_path(&self.dir, segment_base);
         let time_index_path = Segment::time_index_path(&self.dir, segment_base);
-        write_file(&index_path, index).await?;
-        write_file(&time_index_path, time_index).await?;
+        write_file(&*self.storage, &index_path, index).await?;
+        write_file(&*self.storage, &time_index_path, time_index).await?;
         self.sync_file(file).await?;
-        // The directory entry of a new segment must be durable too; through the ring, so the
-        // shard never blocks on it.
-        let dir = File::open(&self.dir)
-            .map_err(|err| StorageError::new("open directory", &self.dir, err))?;
-        let (result, _) = fsync(Arc::new(dir)).await;
-        result.map_err(|err| StorageError::new("fsync directory", &self.dir, err))
+        // The directory entry of a new segment must be durable too, without blocking the shard.
+        self.storage
+            .sync_dir(&self.dir)
+            .await
+            .map_err(|err| StorageError::new("fsync directory", &self.dir, err))
     }
 
-    /// fdatasync of a segment file, with fault injection for tests.
+    /// fdatasync of a segment file.
     async fn sync_file(&self, file: Arc<SegmentFile>) -> Result<(), StorageError> {
-        #[cfg(feature = "fault-injection")]
-        {
-            let mut faults = self.faults.get();
-            if std::mem::take(&mut faults.fail_next_sync) {
-                self.faults.set(faults);
-                let err = std::io::Error::from_raw_os_error(libc::EIO);
-                return Err(StorageError::new("fdatasync", file.path(), err));
-            }
-        }
-        let path = file.path().to_path_buf();
-        let (result, _) = fdatasync(file).await;
-        result.map_err(|err| StorageError::new("fdatasync", path, err))
+        let disk_file = file.disk_file().clone();
+        self.storage
+            .fdatasync(disk_file)
+            .await
+            .map_err(|err| StorageError::new("fdatasync", file.path(), err))
     }
 
     /// Writes the idempotent-producer state as of every appended batch to
@@ -92,14 +84,15 @@ impl Partition {
         };
         let path = self.dir.join(crate::producer::snapshot::file_name(offset));
         let tmp = path.with_extension("snapshot.tmp");
-        write_file(&tmp, Bytes::from(bytes)).await?;
-        std::fs::rename(&tmp, &path)
+        write_file(&*self.storage, &tmp, Bytes::from(bytes)).await?;
+        self.storage
+            .rename(&tmp, &path)
             .map_err(|err| StorageError::new("rename snapshot", &path, err))?;
-        for (_, old_path) in crate::producer::snapshot::list(&self.dir)
+        for (_, old_path) in crate::producer::snapshot::list(&*self.storage, &self.dir)
             .into_iter()
             .skip(2)
         {
-            let _ = std::fs::remove_file(old_path);
+            let _ = self.storage.remove(&old_path);
         }
         Ok(())
     }
@@ -128,18 +121,12 @@ impl Partition {
             } => {
                 timing::record_since(Stage::QueuedForWrite, first_append);
                 let started = timing::start();
-                #[cfg(feature = "fault-injection")]
-                {
-                    let mut faults = self.faults.get();
-                    if std::mem::take(&mut faults.fail_next_write) {
-                        self.faults.set(faults);
-                        let err = std::io::Error::from_raw_os_error(libc::EIO);
-                        return Err(StorageError::new("write", file.path(), err));
-                    }
-                }
-                let (result, file, _bufs) = write_all_at(file, bufs, position).await;
+                let result = self
+                    .storage
+                    .write_at(file.disk_file().clone(), bufs, position)
+                    .await;
                 timing::record_since(Stage::Write, started);
-                if let Err((err, _written)) = result {
+                if let Err(err) = result {
                     return Err(StorageError::new("write", file.path(), err));
                 }
                 let mut state = self.state.borrow_mut();
@@ -297,12 +284,21 @@ async fn run_ticker(partition: Rc<Partition>, every: Duration) {
     }
 }
 
-/// Replaces a small file's contents (index files): create, write through the ring, fdatasync.
-async fn write_file(path: &std::path::Path, bytes: Bytes) -> Result<(), StorageError> {
-    let file = File::create(path).map_err(|err| StorageError::new("create", path, err))?;
-    let file = Arc::new(file);
-    let (result, file, _) = write_all_at(file, vec![bytes], 0).await;
-    result.map_err(|(err, _)| StorageError::new("write", path, err))?;
-    let (result, _) = fdatasync(file).await;
-    result.map_err(|err| StorageError::new("fdatasync", path, err))
+/// Replaces a small file's contents (index files, snapshots): create, write, fdatasync.
+async fn write_file(
+    storage: &dyn Storage,
+    path: &std::path::Path,
+    bytes: Bytes,
+) -> Result<(), StorageError> {
+    let file = storage
+        .open(path, OpenMode::Truncate)
+        .map_err(|err| StorageError::new("create", path, err))?;
+    storage
+        .write_at(file.clone(), vec![bytes], 0)
+        .await
+        .map_err(|err| StorageError::new("write", path, err))?;
+    storage
+        .fdatasync(file)
+        .await
+        .map_err(|err| StorageError::new("fdatasync", path, err))
 }

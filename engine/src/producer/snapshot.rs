@@ -111,18 +111,17 @@ pub fn decode(bytes: &[u8]) -> Option<(i64, ProducerState)> {
 }
 
 /// Snapshot files in `dir`, newest offset first.
-pub fn list(dir: &Path) -> Vec<(i64, PathBuf)> {
-    let mut found: Vec<(i64, PathBuf)> = std::fs::read_dir(dir)
+pub fn list(storage: &dyn crate::storage::Storage, dir: &Path) -> Vec<(i64, PathBuf)> {
+    let mut found: Vec<(i64, PathBuf)> = storage
+        .list(dir)
+        .unwrap_or_default()
         .into_iter()
-        .flatten()
-        .filter_map(|entry| {
-            let entry = entry.ok()?;
-            let name = entry.file_name().into_string().ok()?;
+        .filter_map(|name| {
             let offset = crate::segment::parse_file_name(&name, "snapshot")?;
-            Some((offset, entry.path()))
+            Some((offset, dir.join(name)))
         })
         .collect();
-    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.sort_by_key(|entry| std::cmp::Reverse(entry.0));
     found
 }
 

@@ -8,16 +8,17 @@
 //! Invariants: `written_size <= size`; batches are appended at `size` and never rewritten; a
 //! segment's first batch has the segment's base offset; offsets in a segment are contiguous.
 
+pub mod cursor;
 pub mod index;
 pub mod recovery;
 
-use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::format::batch::BatchHeader;
+use crate::storage::{DiskFile, OpenMode, Storage};
 use index::{OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
 
 /// `<20-digit base offset>.<extension>`, as Kafka names segment files.
@@ -34,31 +35,35 @@ pub fn parse_file_name(name: &str, extension: &str) -> Option<i64> {
     stem.parse().ok()
 }
 
-/// An open `.log` file. Holds the descriptor open for as long as any reader holds it.
+/// An open `.log` file. Holds the file open for as long as any reader holds it.
 #[derive(Debug)]
 pub struct SegmentFile {
-    file: File,
-    path: PathBuf,
+    file: Arc<dyn DiskFile>,
     base_offset: i64,
 }
 
 impl SegmentFile {
     pub fn path(&self) -> &Path {
-        &self.path
+        self.file.path()
     }
 
     pub fn base_offset(&self) -> i64 {
         self.base_offset
     }
 
-    pub fn file(&self) -> &File {
+    /// The storage's handle, for reads, writes and fdatasyncs through it.
+    pub fn disk_file(&self) -> &Arc<dyn DiskFile> {
         &self.file
     }
 }
 
+/// For splicing a range of the file to a socket. Only the broker splices, and its partitions
+/// are always on `OsStorage`, whose files all have a descriptor.
 impl AsRawFd for SegmentFile {
     fn as_raw_fd(&self) -> RawFd {
-        self.file.as_raw_fd()
+        self.file
+            .raw_fd()
+            .expect("spliced segment files are on the kernel's file system")
     }
 }
 
@@ -94,33 +99,34 @@ impl Segment {
         dir.join(file_name(base_offset, "timeindex"))
     }
 
+    /// The three files of the segment at `base_offset`: log, offset index, time index.
+    pub fn paths(dir: &Path, base_offset: i64) -> [PathBuf; 3] {
+        [
+            Segment::log_path(dir, base_offset),
+            Segment::index_path(dir, base_offset),
+            Segment::time_index_path(dir, base_offset),
+        ]
+    }
+
     /// Creates an empty segment file; fails if one exists.
-    pub fn create(dir: &Path, base_offset: i64) -> io::Result<Segment> {
+    pub fn create(storage: &dyn Storage, dir: &Path, base_offset: i64) -> io::Result<Segment> {
         let path = Segment::log_path(dir, base_offset);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
-        Ok(Segment::with_file(file, path, base_offset, 0))
+        let file = storage.open(&path, OpenMode::CreateNew)?;
+        Ok(Segment::with_file(file, base_offset, 0))
     }
 
     /// Opens an existing segment file; its indexes start empty (load or rebuild them next).
-    pub fn open(dir: &Path, base_offset: i64) -> io::Result<Segment> {
+    pub fn open(storage: &dyn Storage, dir: &Path, base_offset: i64) -> io::Result<Segment> {
         let path = Segment::log_path(dir, base_offset);
-        let file = OpenOptions::new().read(true).write(true).open(&path)?;
-        let len = file.metadata()?.len();
-        Ok(Segment::with_file(file, path, base_offset, len))
+        let file = storage.open(&path, OpenMode::Existing)?;
+        let len = storage.len(&*file)?;
+        Ok(Segment::with_file(file, base_offset, len))
     }
 
-    fn with_file(file: File, path: PathBuf, base_offset: i64, len: u64) -> Segment {
+    fn with_file(file: Arc<dyn DiskFile>, base_offset: i64, len: u64) -> Segment {
         Segment {
             base_offset,
-            file: Arc::new(SegmentFile {
-                file,
-                path,
-                base_offset,
-            }),
+            file: Arc::new(SegmentFile { file, base_offset }),
             size: len,
             written_size: len,
             next_offset: base_offset,
