@@ -164,6 +164,28 @@ fn torn_tail_at_random_bytes() {
     }
 }
 
+/// Found by the simulation: a roll creates the next segment, a later fdatasync (of an index
+/// file) makes that creation durable, and a power failure then takes the unsynced end of the
+/// previous segment. The log must open, ending where the shorter segment ends.
+#[test]
+fn a_lost_segment_tail_before_a_newer_segment_is_a_torn_tail() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let written = write_and_crash(dir.path(), unsynced(), 6);
+    // The first segment kept four batches; a newer, empty segment starts after all six.
+    let kept: usize = written[..4].iter().map(|(_, b)| b.len()).sum();
+    let first = log_file(dir.path());
+    OpenOptions::new()
+        .write(true)
+        .open(&first)
+        .expect("open segment")
+        .set_len(kept as u64)
+        .expect("truncate");
+    let later = dir.path().join(format!("{:020}.log", written.len() * 10));
+    std::fs::write(&later, b"").expect("newer segment");
+    reopen_and_expect(dir.path(), unsynced(), &written[..4]);
+    assert!(!later.exists(), "the segment past the lost tail is deleted");
+}
+
 #[test]
 fn bit_flips_in_the_unflushed_tail_truncate_at_the_damaged_batch() {
     let seed = seed("bit_flips_in_the_unflushed_tail");

@@ -295,7 +295,25 @@ async fn recover(
         let damage = scan(storage, segment, 0, file_len, interval)
             .await
             .map_err(|err| OpenError::io("read segment", segment.file.path(), err))?;
-        let Some(damage) = damage else { continue };
+        // A segment that ends cleanly but short of the next one's base lost its tail: the next
+        // segment was created (at the roll) and its creation made durable by a later sync,
+        // while this one's last writes were not. The later segments hold nothing acknowledged
+        // as durable (a segment is flushed before the next is written), so they go too.
+        let gap = bases
+            .get(i + 1)
+            .filter(|&&next| next != segment.next_offset);
+        let damage = match (damage, gap) {
+            (Some(damage), _) => damage,
+            (None, Some(&next)) => Damage {
+                position: segment.size,
+                expected_offset: segment.next_offset,
+                reason: format!(
+                    "the segment ends at offset {} but the next one starts at {next}",
+                    segment.next_offset
+                ),
+            },
+            (None, None) => continue,
+        };
         if damage.expected_offset < recovery_offset {
             return Err(corrupt(segment, damage));
         }
