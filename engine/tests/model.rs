@@ -1,8 +1,13 @@
 //! Property test: random sequences of append / read / roll / retention / timestamp lookup /
-//! clean or crash reopen, checked against a simple in-memory model of the log.
+//! fdatasync / clean reopen / power failure, checked against a simple in-memory model of the log.
+//!
+//! The log lives on the simulated disk (`storage::sim`), so a power failure loses what no
+//! fdatasync covered: the model then requires the log to keep at least every batch an explicit
+//! sync covered, to keep a prefix of the rest, and to agree with it byte for byte on that prefix.
 //!
 //! Replay a failure with `PROPTEST_SEED`-free determinism: proptest prints the minimal failing
-//! sequence, and `RINGTAIL_SEED=<n>` fixes the generator seed (printed at the start).
+//! sequence, and `RINGTAIL_SEED=<n>` fixes the generator seed (printed at the start). The
+//! simulated disk is seeded from the sequence, so a replayed sequence crashes the same way.
 
 mod common;
 
@@ -11,6 +16,7 @@ use std::path::Path;
 use common::{batch, read_all, run, split_batches};
 use proptest::prelude::*;
 use ringtail_engine::format::batch::parse_header;
+use ringtail_engine::storage::sim::SimDisk;
 use ringtail_engine::{LogConfig, Partition};
 
 const SEGMENT_BYTES: u64 = 2048;
@@ -19,12 +25,27 @@ const RETENTION_MS: i64 = 5_000;
 
 #[derive(Clone, Debug)]
 enum Op {
-    Append { count: i32, value_len: usize },
-    Read { pick: u64, max_bytes: usize },
-    LookupTimestamp { pick: u64 },
-    AdvanceClock { ms: i64 },
+    Append {
+        count: i32,
+        value_len: usize,
+    },
+    Read {
+        pick: u64,
+        max_bytes: usize,
+    },
+    LookupTimestamp {
+        pick: u64,
+    },
+    AdvanceClock {
+        ms: i64,
+    },
     Retention,
-    Reopen { clean: bool },
+    /// Waits for an fdatasync covering every appended batch.
+    Sync,
+    /// A clean close and reopen, or (`clean: false`) a power failure and reopen.
+    Reopen {
+        clean: bool,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -34,6 +55,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<u64>().prop_map(|pick| Op::LookupTimestamp { pick }),
         1 => (1..3000i64).prop_map(|ms| Op::AdvanceClock { ms }),
         1 => Just(Op::Retention),
+        1 => Just(Op::Sync),
         1 => any::<bool>().prop_map(|clean| Op::Reopen { clean }),
     ]
 }
@@ -43,7 +65,12 @@ fn op() -> impl Strategy<Value = Op> {
 struct Model {
     /// Segments, oldest first: each a list of (base offset, stored bytes, max timestamp).
     segments: Vec<Vec<(i64, Vec<u8>, i64)>>,
+    /// Segments retention deleted, oldest first: a power failure may bring the newest back
+    /// (their removal was not yet made durable).
+    retired: Vec<Vec<(i64, Vec<u8>, i64)>>,
     next_offset: i64,
+    /// Every batch below it was covered by a completed fdatasync: survives a power failure.
+    durable_next: i64,
     clock_ms: i64,
 }
 
@@ -84,14 +111,59 @@ impl Model {
                 break;
             }
             total -= size;
-            self.segments.remove(0);
+            let retired = self.segments.remove(0);
+            self.retired.push(retired);
         }
+    }
+
+    /// After a power failure: the log reopened as `[log_start, log_end)` with `segment_count`
+    /// segments. Checks what must hold and makes the model match what may legitimately differ
+    /// (the unsynced tail lost, the newest deletions undone, an empty segment kept).
+    fn after_power_failure(
+        &mut self,
+        log_start: i64,
+        log_end: i64,
+        segment_count: usize,
+    ) -> Result<(), TestCaseError> {
+        prop_assert!(
+            log_end >= self.durable_next,
+            "fdatasynced batches lost: the log ends at {} but {} were synced",
+            log_end,
+            self.durable_next
+        );
+        prop_assert!(log_end <= self.next_offset, "the log grew in a crash");
+        for segment in &mut self.segments {
+            segment.retain(|(base, _, _)| *base < log_end);
+        }
+        self.segments.retain(|segment| !segment.is_empty());
+        self.next_offset = log_end;
+        while self.log_start() > log_start {
+            let retired = self.retired.pop();
+            prop_assert!(
+                retired.is_some(),
+                "the log starts at {} before anything the model deleted",
+                log_start
+            );
+            self.segments.insert(0, retired.expect("checked"));
+        }
+        self.durable_next = log_end;
+        if segment_count == self.segments.len() + 1 {
+            // The segment the lost batches began survived, empty: the active one now.
+            self.segments.push(Vec::new());
+        }
+        Ok(())
     }
 
     fn log_start(&self) -> i64 {
         self.batches()
             .next()
             .map_or(self.next_offset, |(b, _, _)| *b)
+    }
+
+    fn stored(&self) -> Vec<(i64, Vec<u8>)> {
+        self.batches()
+            .map(|(b, bytes, _)| (*b, bytes.clone()))
+            .collect()
     }
 }
 
@@ -101,20 +173,38 @@ fn config() -> LogConfig {
         retention_bytes: Some(RETENTION_BYTES),
         retention_ms: Some(RETENTION_MS),
         index_interval_bytes: 300,
+        // Deterministic: a checkpoint after every fdatasync, not on a wall-clock interval.
+        checkpoint_interval_ms: 0,
         ..LogConfig::default()
     }
 }
 
-/// Runs one sequence; the log lives in `dir` across the runtimes that reopens create.
-fn check(dir: &Path, ops: &[Op]) -> Result<(), TestCaseError> {
+/// Runs one sequence; the log lives in `dir` on `disk` across the runtimes that reopens create.
+fn check(disk: &SimDisk, dir: &Path, ops: &[Op]) -> Result<(), TestCaseError> {
     let mut model = Model::default();
     let mut remaining = ops;
-    // Each runtime runs ops until a reopen; a crash reopen drops it without closing.
+    let mut after_crash = false;
+    // Each runtime runs ops until a reopen; a power failure drops it without closing, and the
+    // disk then loses what was not synced.
     loop {
         let (stop, clean) = run(async {
-            let log = Partition::open(dir, config()).await.expect("open");
+            let log = Partition::open_on(disk.storage(), dir, config())
+                .await
+                .expect("open");
+            if after_crash {
+                model.after_power_failure(
+                    log.log_start_offset(),
+                    log.log_end_offset(),
+                    log.segment_count(),
+                )?;
+            }
             prop_assert_eq!(log.log_end_offset(), model.next_offset);
             prop_assert_eq!(log.log_start_offset(), model.log_start());
+            prop_assert_eq!(log.segment_count(), model.segments.len().max(1));
+            prop_assert!(
+                read_all(&log).await == model.stored(),
+                "the reopened log differs from the model"
+            );
             for (i, op) in remaining.iter().enumerate() {
                 if !matches!(op, Op::Append { .. }) && model.next_offset > 0 {
                     log.wait_written(model.next_offset - 1)
@@ -174,9 +264,18 @@ fn check(dir: &Path, ops: &[Op]) -> Result<(), TestCaseError> {
                         prop_assert_eq!(log.log_start_offset(), model.log_start());
                         prop_assert_eq!(log.segment_count(), model.segments.len().max(1));
                     }
+                    Op::Sync => {
+                        if model.next_offset > 0 {
+                            log.wait_durable(model.next_offset - 1)
+                                .await
+                                .expect("fdatasync");
+                        }
+                        model.durable_next = model.next_offset;
+                    }
                     Op::Reopen { clean } => {
                         if clean {
                             log.close().await.expect("close");
+                            model.durable_next = model.next_offset;
                         }
                         return Ok((i + 1, Some(clean)));
                     }
@@ -188,17 +287,18 @@ fn check(dir: &Path, ops: &[Op]) -> Result<(), TestCaseError> {
                     .expect("written");
             }
             let all = read_all(&log).await;
-            let expected: Vec<_> = model
-                .batches()
-                .map(|(b, bytes, _)| (*b, bytes.clone()))
-                .collect();
-            prop_assert!(all == expected, "full read differs from the model");
+            prop_assert!(all == model.stored(), "full read differs from the model");
             log.close().await.expect("close");
             Ok((remaining.len(), None))
         })?;
         remaining = &remaining[stop..];
-        if clean.is_none() {
-            return Ok(());
+        match clean {
+            None => return Ok(()),
+            Some(true) => after_crash = false,
+            Some(false) => {
+                disk.crash();
+                after_crash = true;
+            }
         }
     }
 }
@@ -210,8 +310,19 @@ fn random_sequences_match_the_model() {
         48,
         proptest::collection::vec(op(), 1..60),
         |ops| {
-            let dir = tempfile::tempdir().expect("tempdir");
-            check(dir.path(), &ops)
+            let disk = SimDisk::new(disk_seed(&ops));
+            check(&disk, Path::new("/log"), &ops)
         },
     );
+}
+
+/// The simulated disk's seed, from the sequence itself: a replayed sequence (same
+/// `RINGTAIL_SEED`, or proptest's shrunk case) crashes the same way.
+fn disk_seed(ops: &[Op]) -> u64 {
+    // FNV-1a over the sequence's debug text.
+    format!("{ops:?}")
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+        })
 }

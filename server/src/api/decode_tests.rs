@@ -49,16 +49,39 @@ fn every_captured_frame_of_a_served_api_decodes() {
     assert!(decoded >= 90, "only {decoded} frames were of served APIs");
 }
 
+/// A decoder needs some prefix of the frame (it may ignore fields it does not use, such as
+/// trailing tagged fields): every cut before that point is refused as truncated, and every cut
+/// at or after it decodes, so a truncation is never read as a different, shorter request.
 #[test]
-fn truncated_frames_are_rejected_without_panicking() {
-    // A prefix may still decode where the cut fields are ones Ringtail does not read; what
-    // matters is that no prefix panics or allocates past what it holds.
-    for (_, frame) in fixtures() {
+fn truncated_frames_are_refused_up_to_the_bytes_the_decoder_reads() {
+    let mut checked = 0;
+    for (name, frame) in fixtures() {
         let body = &frame[4..];
-        for len in 0..body.len() {
-            let _ = decode_frame(&body[..len]);
+        if decode_frame(body).is_none() {
+            continue;
         }
+        let outcomes: Vec<bool> = (0..body.len())
+            .map(|len| match decode_frame(&body[..len]) {
+                Some(Ok(())) => true,
+                Some(Err(DecodeError::Truncated { .. })) => false,
+                Some(Err(err)) => panic!("{name}: cut at {len}: not refused as truncated: {err}"),
+                None => panic!("{name}: cut at {len}: the API itself was not recognised"),
+            })
+            .collect();
+        let needed = outcomes.iter().position(|&ok| ok).unwrap_or(body.len());
+        assert!(
+            outcomes[needed..].iter().all(|&ok| ok),
+            "{name}: a cut after byte {needed} decodes but a longer one does not"
+        );
+        // The request header (API key, version, correlation id, client id) is always read.
+        let client_id_len = i16::from_be_bytes([body[8], body[9]]).max(0) as usize;
+        assert!(
+            needed >= 10 + client_id_len,
+            "{name}: decodes with only {needed} bytes, inside the request header"
+        );
+        checked += 1;
     }
+    assert!(checked >= 90, "only {checked} frames were of served APIs");
 }
 
 #[test]

@@ -260,11 +260,39 @@ mod tests {
         reader.tagged_fields().expect("empty tagged fields");
     }
 
+    /// Kafka's generated readers take any negative length of a nullable field as null; a
+    /// non-nullable string given one is refused, and so is a varint that never ends.
     #[test]
-    fn negative_lengths_other_than_null_are_refused() {
+    fn negative_lengths_read_as_null_where_nullable_and_are_refused_where_not() {
         let mut reader = Reader::new(BytesMut::from(&[0xff, 0xff, 0xff, 0xfe][..]), false);
         assert_eq!(reader.nullable_array(1).expect("-2 reads as null"), None);
+        let mut reader = Reader::new(BytesMut::from(&[0xff, 0xfe][..]), false);
+        assert_eq!(reader.nullable_string().expect("-2 reads as null"), None);
+        let mut reader = Reader::new(BytesMut::from(&[0xff, 0xfe][..]), false);
+        assert!(matches!(
+            reader.string(),
+            Err(DecodeError::Invalid {
+                what: "null string",
+                ..
+            })
+        ));
+        let mut reader = Reader::new(BytesMut::from(&[0x00][..]), true);
+        assert!(
+            reader.string().is_err(),
+            "compact length 0 is null: refused for a non-nullable string"
+        );
         let mut reader = Reader::new(BytesMut::from(&[0x80][..]), true);
-        assert!(reader.unsigned_varint().is_err());
+        assert!(matches!(
+            reader.unsigned_varint(),
+            Err(DecodeError::Truncated { .. })
+        ));
+        let mut reader = Reader::new(
+            BytesMut::from(&[0xff, 0xff, 0xff, 0xff, 0xff, 0x01][..]),
+            true,
+        );
+        assert!(
+            reader.unsigned_varint().is_err(),
+            "a varint longer than 5 bytes is refused"
+        );
     }
 }
