@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod api;
+pub mod clock;
 pub mod config;
 mod conn;
 mod conn_limits;

@@ -12,7 +12,7 @@ use super::{str_bytes, Response};
 use crate::group::offsets::Committed;
 use crate::protocol::reader::{DecodeError, Reader};
 use crate::protocol::{error_code, frame_response_as, RequestHeader};
-use crate::shard::{now_ms, LocalFuture, Shard};
+use crate::shard::{LocalFuture, Shard};
 
 pub(super) struct Request {
     group: String,
@@ -76,7 +76,7 @@ pub async fn handle(
             {
                 return code;
             }
-            let now = now_ms();
+            let now = owner.now_ms();
             let entries = request
                 .topics
                 .into_iter()

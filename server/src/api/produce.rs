@@ -18,7 +18,7 @@ use super::{str_bytes, Response};
 use crate::protocol::reader::{DecodeError, Reader};
 use crate::protocol::{error_code, frame_response, RequestHeader};
 use crate::shard::sync::{join_all, Receiver};
-use crate::shard::{now_ms, LocalFuture, Shard};
+use crate::shard::{LocalFuture, Shard};
 use ringtail_engine::timing::{self, Stage};
 use std::time::Instant;
 
@@ -262,7 +262,7 @@ fn respond(
 /// appended all or nothing) and append, all before returning; the returned future waits for the
 /// acknowledgement the policy requires.
 fn append_on_owner(shard: &Rc<Shard>, work: Vec<Work>, acks: i16) -> LocalFuture<Vec<Outcome>> {
-    let now = now_ms();
+    let now = shard.now_ms();
     let mut outcomes = Vec::with_capacity(work.len());
     let mut waits = Vec::new();
     for (i, item) in work.into_iter().enumerate() {

@@ -13,6 +13,8 @@
 
 pub mod offsets;
 #[cfg(test)]
+mod state_tests;
+#[cfg(test)]
 mod tests;
 
 use std::cell::RefCell;
@@ -22,7 +24,11 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use ringtail_engine::format::batch::{build_keyed_batch, keyed_records};
+use ringtail_engine::storage::{OsStorage, Storage};
 use ringtail_engine::{FsyncPolicy, LogConfig, Partition};
+
+use crate::clock::{Clock, SystemClock};
+use ringtail_engine::io::Notify;
 
 use crate::protocol::error_code;
 use crate::shard::sync::{oneshot, Receiver, Sender};
@@ -428,17 +434,85 @@ pub struct GroupConfig {
     pub fsync: FsyncPolicy,
 }
 
-pub struct Coordinator {
-    config: GroupConfig,
-    groups: RefCell<HashMap<String, Group>>,
-    /// Offsets-log writes appended but not yet applied (compaction waits for none).
-    writes_in_flight: std::cell::Cell<usize>,
-    /// The internal offsets partitions this shard owns.
-    logs: HashMap<u32, Rc<Partition>>,
+/// The order in which durable writes to one offsets log are applied: a ticket per write, taken
+/// when it is appended, served in ticket order (append order). Shard-local.
+#[derive(Default)]
+struct ApplyOrder {
+    next_ticket: std::cell::Cell<u64>,
+    serving: std::cell::Cell<u64>,
+    /// Tickets whose write was dropped before its turn (its request went away): skipped.
+    abandoned: RefCell<std::collections::BTreeSet<u64>>,
+    served: Notify,
 }
 
-pub fn now_ms() -> i64 {
-    crate::shard::now_ms()
+impl ApplyOrder {
+    fn take_ticket(self: &Rc<Self>) -> Turn {
+        let ticket = self.next_ticket.get();
+        self.next_ticket.set(ticket + 1);
+        Turn {
+            order: self.clone(),
+            ticket,
+        }
+    }
+
+    /// Writes appended and not yet applied.
+    fn in_flight(&self) -> u64 {
+        self.next_ticket.get() - self.serving.get()
+    }
+}
+
+/// One write's place in its log's apply order; dropping it (after applying, or on failure)
+/// lets the next write apply.
+struct Turn {
+    order: Rc<ApplyOrder>,
+    ticket: u64,
+}
+
+impl Turn {
+    async fn wait(&self) {
+        loop {
+            let served = self.order.served.notified();
+            if self.order.serving.get() == self.ticket {
+                return;
+            }
+            served.await;
+        }
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let order = &self.order;
+        if order.serving.get() != self.ticket {
+            // Dropped before its turn: the turn passes over it when it comes.
+            order.abandoned.borrow_mut().insert(self.ticket);
+            return;
+        }
+        let mut next = self.ticket + 1;
+        let mut abandoned = order.abandoned.borrow_mut();
+        while abandoned.remove(&next) {
+            next += 1;
+        }
+        order.serving.set(next);
+        order.served.notify_all();
+    }
+}
+
+/// What a coordinator keeps its offsets logs on and reads the time from.
+pub struct Backing {
+    pub storage: Rc<dyn Storage>,
+    pub clock: Rc<dyn Clock>,
+}
+
+pub struct Coordinator {
+    config: GroupConfig,
+    /// Deadlines and timestamps: the system's clocks, or virtual time in tests.
+    clock: Rc<dyn Clock>,
+    groups: RefCell<HashMap<String, Group>>,
+    /// Per offsets log: writes appended and not yet applied, applied in append order.
+    orders: HashMap<u32, Rc<ApplyOrder>>,
+    /// The internal offsets partitions this shard owns.
+    logs: HashMap<u32, Rc<Partition>>,
 }
 
 fn member_id_for(client_id: &str) -> String {
@@ -462,6 +536,23 @@ impl Coordinator {
         shards: usize,
         config: GroupConfig,
     ) -> Result<Coordinator, crate::error::StartError> {
+        let backing = Backing {
+            storage: Rc::new(OsStorage),
+            clock: Rc::new(SystemClock),
+        };
+        Coordinator::open_on(backing, data_dir, shard, shards, config).await
+    }
+
+    /// [`Coordinator::open`] on the given storage and clock (a simulated disk and virtual
+    /// time, in tests).
+    pub async fn open_on(
+        backing: Backing,
+        data_dir: &std::path::Path,
+        shard: usize,
+        shards: usize,
+        config: GroupConfig,
+    ) -> Result<Coordinator, crate::error::StartError> {
+        let Backing { storage, clock } = backing;
         let mut logs = HashMap::new();
         let mut groups: HashMap<String, Group> = HashMap::new();
         let log_config = LogConfig {
@@ -473,7 +564,7 @@ impl Coordinator {
         };
         for partition in (0..offsets::PARTITIONS).filter(|p| *p as usize % shards == shard) {
             let dir = data_dir.join(format!("{}-{partition}", offsets::INTERNAL_PREFIX));
-            let log = Partition::open(&dir, log_config.clone())
+            let log = Partition::open_on(storage.clone(), &dir, log_config.clone())
                 .await
                 .map_err(|source| crate::error::StartError::OffsetsLog {
                     path: dir.clone(),
@@ -489,8 +580,9 @@ impl Coordinator {
         }
         Ok(Coordinator {
             config,
+            clock,
             groups: RefCell::new(groups),
-            writes_in_flight: std::cell::Cell::new(0),
+            orders: logs.keys().map(|&p| (p, Rc::default())).collect(),
             logs,
         })
     }
@@ -524,16 +616,19 @@ impl Coordinator {
         let Some(log) = self.log_for(&group.id) else {
             return;
         };
-        let (key, value) = group_metadata_record(group);
-        let batch = build_keyed_batch(&[(key.as_slice(), Some(value.as_slice()))], now_ms());
-        if let Err(err) = log.append(BytesMut::from(&batch[..]), now_ms()) {
+        let (key, value) = group_metadata_record(group, self.clock.now_ms());
+        let batch = build_keyed_batch(
+            &[(key.as_slice(), Some(value.as_slice()))],
+            self.clock.now_ms(),
+        );
+        if let Err(err) = log.append(BytesMut::from(&batch[..]), self.clock.now_ms()) {
             tracing::warn!(group = %group.id, "cannot record group metadata: {err}");
         }
     }
 
     /// JoinGroup: an answer now, or a receiver completed when the join phase ends.
     pub fn join(&self, request: JoinRequest) -> Result<JoinResult, Receiver<JoinResult>> {
-        let now = Instant::now();
+        let now = self.clock.now();
         tracing::debug!(group = %request.group, member = %request.member_id, "join");
         let mut groups = self.groups.borrow_mut();
         if request.group.is_empty() {
@@ -550,7 +645,7 @@ impl Coordinator {
         }
         let group = groups
             .entry(request.group.clone())
-            .or_insert_with(|| Group::new(&request.group, now_ms()));
+            .or_insert_with(|| Group::new(&request.group, self.clock.now_ms()));
         if group.state == State::Dead {
             return Ok(JoinResult::error(
                 error_code::COORDINATOR_NOT_AVAILABLE,
@@ -563,7 +658,7 @@ impl Coordinator {
                 &request.member_id,
             ));
         }
-        group.last_activity_ms = now_ms();
+        group.last_activity_ms = self.clock.now_ms();
         if let Some(instance) = &request.instance_id {
             match static_join(group, instance, &request, now) {
                 StaticJoin::Answer(result) => return Ok(result),
@@ -662,7 +757,7 @@ impl Coordinator {
 
     /// SyncGroup: an answer now, or a receiver completed when the leader's assignment arrives.
     pub fn sync(&self, request: SyncRequest) -> Result<SyncResult, Receiver<SyncResult>> {
-        let now = Instant::now();
+        let now = self.clock.now();
         let mut groups = self.groups.borrow_mut();
         let error = |code| {
             Ok(SyncResult {
@@ -719,7 +814,7 @@ impl Coordinator {
                 }
             }
             group.state = State::Stable;
-            group.last_activity_ms = now_ms();
+            group.last_activity_ms = self.clock.now_ms();
             self.record_group(group);
         }
         Err(rx)
@@ -732,7 +827,7 @@ impl Coordinator {
         member_id: &str,
         instance_id: Option<&str>,
     ) -> i16 {
-        let now = Instant::now();
+        let now = self.clock.now();
         let mut groups = self.groups.borrow_mut();
         let Some(group) = groups.get_mut(group_id) else {
             return UNKNOWN_MEMBER_ID;
@@ -758,7 +853,7 @@ impl Coordinator {
 
     /// LeaveGroup for each (member id, instance id); one error code per member.
     pub fn leave(&self, group_id: &str, members: &[(String, Option<String>)]) -> Vec<i16> {
-        let now = Instant::now();
+        let now = self.clock.now();
         let mut groups = self.groups.borrow_mut();
         let Some(group) = groups.get_mut(group_id) else {
             return members.iter().map(|_| UNKNOWN_MEMBER_ID).collect();
@@ -786,14 +881,14 @@ impl Coordinator {
                 None => codes.push(UNKNOWN_MEMBER_ID),
             }
         }
-        group.last_activity_ms = now_ms();
+        group.last_activity_ms = self.clock.now_ms();
         group.after_departure(now, self.config.initial_rebalance_delay);
         codes
     }
 
     /// Expires members that missed their session timeout and ends join phases whose time is up.
     pub fn tick(&self) {
-        let now = Instant::now();
+        let now = self.clock.now();
         let mut groups = self.groups.borrow_mut();
         for group in groups.values_mut() {
             let expired: Vec<String> = group
@@ -852,10 +947,6 @@ impl Coordinator {
         if entries.is_empty() {
             return Ok(());
         }
-        let log = self
-            .log_for(group_id)
-            .ok_or(error_code::COORDINATOR_NOT_AVAILABLE)?
-            .clone();
         let records: Vec<(Vec<u8>, Option<Vec<u8>>)> = entries
             .iter()
             .map(|(topic, partition, committed)| {
@@ -870,12 +961,12 @@ impl Coordinator {
                 )
             })
             .collect();
-        self.append_durably(&log, &records).await?;
+        let _turn = self.append_durably(group_id, &records).await?;
         let mut groups = self.groups.borrow_mut();
         let group = groups
             .entry(group_id.to_string())
-            .or_insert_with(|| Group::new(group_id, now_ms()));
-        group.last_activity_ms = now_ms();
+            .or_insert_with(|| Group::new(group_id, self.clock.now_ms()));
+        group.last_activity_ms = self.clock.now_ms();
         for (topic, partition, committed) in entries {
             group.offsets.insert((topic, partition), committed);
         }
@@ -983,30 +1074,40 @@ impl Coordinator {
                 Some(g) => g.offsets.keys().cloned().collect(),
             }
         };
-        if let Err(code) = self.tombstone(group_id, &keys).await {
-            return code;
+        let _turn = match self.tombstone(group_id, &keys).await {
+            Ok(turn) => turn,
+            Err(code) => return code,
+        };
+        let mut groups = self.groups.borrow_mut();
+        if let Some(group) = groups.get_mut(group_id) {
+            for key in &keys {
+                group.offsets.remove(key);
+            }
+            if !group.offsets.is_empty() || !group.members.is_empty() {
+                // A commit or a join landed while the tombstones were being written: the log
+                // keeps that commit (it is not tombstoned), so the group stays with it.
+                return error_code::NONE;
+            }
         }
         if let Some(log) = self.log_for(group_id) {
             // The group's metadata record goes too (not waited for, as it is written).
             let key = offsets::encode_group_key(group_id);
-            let batch = build_keyed_batch(&[(key.as_slice(), None)], now_ms());
-            let _ = log.append(BytesMut::from(&batch[..]), now_ms());
+            let batch = build_keyed_batch(&[(key.as_slice(), None)], self.clock.now_ms());
+            let _ = log.append(BytesMut::from(&batch[..]), self.clock.now_ms());
         }
-        if let Some(group) = self.groups.borrow_mut().get_mut(group_id) {
+        if let Some(group) = groups.get_mut(group_id) {
             group.state = State::Dead;
         }
-        self.groups.borrow_mut().remove(group_id);
+        groups.remove(group_id);
         error_code::NONE
     }
 
-    async fn tombstone(&self, group_id: &str, keys: &[(String, i32)]) -> Result<(), i16> {
+    /// Writes tombstones for `keys` durably; the caller removes them while holding the turn
+    /// (None: there was nothing to write).
+    async fn tombstone(&self, group_id: &str, keys: &[(String, i32)]) -> Result<Option<Turn>, i16> {
         if keys.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
-        let log = self
-            .log_for(group_id)
-            .ok_or(error_code::COORDINATOR_NOT_AVAILABLE)?
-            .clone();
         let records: Vec<(Vec<u8>, Option<Vec<u8>>)> = keys
             .iter()
             .map(|(topic, partition)| {
@@ -1020,7 +1121,7 @@ impl Coordinator {
                 )
             })
             .collect();
-        self.append_durably(&log, &records).await
+        self.append_durably(group_id, &records).await.map(Some)
     }
 
     /// Deletes every committed offset of `topic` (the topic was deleted).
@@ -1042,7 +1143,7 @@ impl Coordinator {
             .filter(|(_, keys)| !keys.is_empty())
             .collect();
         for (group_id, keys) in doomed {
-            if self.tombstone(&group_id, &keys).await.is_ok() {
+            if let Ok(_turn) = self.tombstone(&group_id, &keys).await {
                 if let Some(group) = self.groups.borrow_mut().get_mut(&group_id) {
                     for key in &keys {
                         group.offsets.remove(key);
@@ -1052,27 +1153,35 @@ impl Coordinator {
         }
     }
 
-    /// Appends records to an offsets log and waits for the acks=all durability rule. Counted
-    /// in `writes_in_flight` until it returns; callers apply the write right after, with no
-    /// await in between, so a compaction never snapshots the map while a write it lacks sits
-    /// in the log.
+    /// Appends records to the group's offsets log and waits for the acks=all durability rule,
+    /// then for its turn: every write appended before it to the same log has been applied.
+    /// The caller applies this write while holding the returned [`Turn`] (no await in between),
+    /// so the in-memory state changes in log order, the order replay uses, whatever order the
+    /// waiters wake in. A write counts as in flight until its turn ends, so a compaction never
+    /// snapshots the map while a write it lacks sits in the log.
     async fn append_durably(
         &self,
-        log: &Rc<Partition>,
+        group_id: &str,
         records: &[(Vec<u8>, Option<Vec<u8>>)],
-    ) -> Result<(), i16> {
+    ) -> Result<Turn, i16> {
+        let partition = offsets::partition_of(group_id);
+        let (Some(log), Some(order)) = (self.logs.get(&partition), self.orders.get(&partition))
+        else {
+            return Err(error_code::COORDINATOR_NOT_AVAILABLE);
+        };
         let refs: Vec<(&[u8], Option<&[u8]>)> = records
             .iter()
             .map(|(k, v)| (k.as_slice(), v.as_deref()))
             .collect();
-        let batch = build_keyed_batch(&refs, now_ms());
+        let batch = build_keyed_batch(&refs, self.clock.now_ms());
         let info = log
-            .append(BytesMut::from(&batch[..]), now_ms())
+            .append(BytesMut::from(&batch[..]), self.clock.now_ms())
             .map_err(|e| crate::api::errors::append_error_code(&e))?;
-        self.writes_in_flight.set(self.writes_in_flight.get() + 1);
+        let turn = order.take_ticket();
         let durable = log.wait_for_ack(info.last_offset, true).await;
-        self.writes_in_flight.set(self.writes_in_flight.get() - 1);
-        durable.map_err(|_| error_code::KAFKA_STORAGE_ERROR)
+        turn.wait().await;
+        durable.map_err(|_| error_code::KAFKA_STORAGE_ERROR)?;
+        Ok(turn)
     }
 
     /// Compacts offsets logs with more than `sealed_segments_min` sealed segments: appends every
@@ -1082,10 +1191,15 @@ impl Coordinator {
     /// in flight.
     pub async fn compact(&self, sealed_segments_min: usize) {
         for (&partition, log) in &self.logs {
-            if log.segment_count() <= sealed_segments_min + 1 || self.writes_in_flight.get() > 0 {
+            let busy = self
+                .orders
+                .get(&partition)
+                .is_some_and(|order| order.in_flight() > 0);
+            if log.segment_count() <= sealed_segments_min + 1 || busy {
                 continue;
             }
             // Collected and appended with no await in between: no write can slip past it.
+            let now_ms = self.clock.now_ms();
             let records: Vec<(Vec<u8>, Option<Vec<u8>>)> = self
                 .groups
                 .borrow()
@@ -1094,7 +1208,7 @@ impl Coordinator {
                 .flat_map(|g| {
                     // Live groups' metadata, for `__consumer_offsets` readers; replay skips it.
                     let metadata = (g.state == State::Stable).then(|| {
-                        let (key, value) = group_metadata_record(g);
+                        let (key, value) = group_metadata_record(g, now_ms);
                         (key, Some(value))
                     });
                     g.offsets
@@ -1122,8 +1236,8 @@ impl Coordinator {
                     .map(|(k, v)| (k.as_slice(), v.as_deref()))
                     .collect();
                 match log.append(
-                    BytesMut::from(&build_keyed_batch(&refs, now_ms())[..]),
-                    now_ms(),
+                    BytesMut::from(&build_keyed_batch(&refs, self.clock.now_ms())[..]),
+                    self.clock.now_ms(),
                 ) {
                     Ok(info) => last = Some(info.last_offset),
                     Err(_) => return,
@@ -1148,7 +1262,7 @@ impl Coordinator {
 
     /// Removes empty groups idle longer than `offsets.retention.minutes`, with their offsets.
     pub async fn expire_groups(&self) {
-        let cutoff = now_ms() - self.config.offsets_retention_ms;
+        let cutoff = self.clock.now_ms() - self.config.offsets_retention_ms;
         let idle: Vec<String> = self
             .groups
             .borrow()
@@ -1165,14 +1279,14 @@ impl Coordinator {
 }
 
 /// A group's GroupMetadata record: its generation, protocol, leader and members.
-fn group_metadata_record(group: &Group) -> (Vec<u8>, Vec<u8>) {
+fn group_metadata_record(group: &Group, now_ms: i64) -> (Vec<u8>, Vec<u8>) {
     let protocol = group.protocol.as_deref();
     let record = offsets::GroupRecord {
         protocol_type: group.protocol_type.as_deref().unwrap_or("consumer"),
         generation: group.generation,
         protocol,
         leader: group.leader.as_deref(),
-        state_timestamp_ms: now_ms(),
+        state_timestamp_ms: now_ms,
         members: group
             .members
             .iter()

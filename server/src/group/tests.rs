@@ -26,7 +26,7 @@ fn committed(offset: i64) -> Committed {
         offset,
         leader_epoch: -1,
         metadata: None,
-        commit_timestamp_ms: now_ms(),
+        commit_timestamp_ms: SystemClock.now_ms(),
     }
 }
 

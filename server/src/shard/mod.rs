@@ -10,6 +10,7 @@
 
 pub mod sync;
 
+use crate::clock::{Clock, SystemClock};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
@@ -95,6 +96,8 @@ pub struct Shard {
     /// Serialises registry changes on the controller.
     controller_busy: Cell<bool>,
     controller_free: Notify,
+    /// Timestamps of appends (`segment.ms`), retention by age, and the coordinator's time.
+    clock: Rc<dyn Clock>,
 }
 
 pub type LocalFuture<T> = Pin<Box<dyn Future<Output = T>>>;
@@ -290,6 +293,11 @@ impl Shard {
             .expect("the coordinator opens before requests are served")
     }
 
+    /// The shard's wall clock, in milliseconds since the epoch.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
     /// A new producer id (controller only).
     pub fn allocate_producer_id(&self) -> Result<i64, String> {
         let mut ids = self.producer_ids.borrow_mut();
@@ -300,7 +308,7 @@ impl Shard {
 
     /// Applies retention to every local partition.
     fn enforce_retention(&self) {
-        let now = now_ms();
+        let now = self.now_ms();
         let partitions: Vec<Rc<Partition>> = self.partitions.borrow().values().cloned().collect();
         for partition in partitions {
             if let Err(e) = partition.enforce_retention(now) {
@@ -319,12 +327,6 @@ impl Drop for ControllerGuard {
         self.shard.controller_busy.set(false);
         self.shard.controller_free.notify_all();
     }
-}
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Starts the shards and serves until SIGTERM or SIGINT; returns after a clean stop, or with
@@ -514,6 +516,7 @@ fn shard_thread(
         producer_ids: RefCell::new(None),
         controller_busy: Cell::new(false),
         controller_free: Notify::new(),
+        clock: Rc::new(SystemClock),
     });
     if id == 0 {
         let ids = crate::producer_ids::ProducerIds::load(&shared.config.data_dir)?;
@@ -540,9 +543,18 @@ async fn shard_main(
         offsets_retention_ms: config.offsets_retention_minutes * 60_000,
         fsync: config.fsync,
     };
-    let coordinator =
-        crate::group::Coordinator::open(&config.data_dir, shard.id, config.shards, group_config)
-            .await?;
+    let backing = crate::group::Backing {
+        storage: Rc::new(ringtail_engine::storage::OsStorage),
+        clock: shard.clock.clone(),
+    };
+    let coordinator = crate::group::Coordinator::open_on(
+        backing,
+        &config.data_dir,
+        shard.id,
+        config.shards,
+        group_config,
+    )
+    .await?;
     *shard.coordinator.borrow_mut() = Some(Rc::new(coordinator));
     let inbox_task = rio::spawn(run_inbox(shard.clone(), inbox));
     let group_task = rio::spawn(run_group_timers(shard.clone()));
