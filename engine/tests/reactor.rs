@@ -1054,3 +1054,45 @@ fn an_accept_dropped_after_its_completion_arrived_closes_the_new_socket() {
     });
     assert_eq!(outcome, Ok(0), "the accepted socket was leaked");
 }
+
+/// An aborted task stops at once: a sleeping ticker never ticks again and its sleep is dropped
+/// (cancelled), and a task aborted before its first poll never runs. A detached one (its handle dropped) keeps running: the control that shows the count can
+/// move.
+#[test]
+fn an_aborted_task_never_runs_again() {
+    with_deadline("abort", Duration::from_secs(30), || {
+        let rt = runtime(64);
+        rt.block_on(async {
+            let ticks = Rc::new(std::cell::Cell::new(0u32));
+            let ticker = |ticks: Rc<std::cell::Cell<u32>>| async move {
+                loop {
+                    sleep(Duration::from_millis(1)).await;
+                    ticks.set(ticks.get() + 1);
+                }
+            };
+            let aborted = spawn(ticker(ticks.clone()));
+            sleep(Duration::from_millis(20)).await;
+            let seen = ticks.get();
+            assert!(seen > 0, "the ticker ran before the abort");
+            aborted.abort();
+            sleep(Duration::from_millis(30)).await;
+            assert_eq!(ticks.get(), seen, "no tick after the abort");
+
+            let never = Rc::new(std::cell::Cell::new(false));
+            let flag = never.clone();
+            spawn(async move { flag.set(true) }).abort();
+            sleep(Duration::from_millis(5)).await;
+            assert!(!never.get(), "aborted before its first poll: never ran");
+
+            let detached_ticks = Rc::new(std::cell::Cell::new(0u32));
+            drop(spawn(ticker(detached_ticks.clone())));
+            sleep(Duration::from_millis(20)).await;
+            let first = detached_ticks.get();
+            sleep(Duration::from_millis(20)).await;
+            assert!(
+                detached_ticks.get() > first,
+                "a detached task keeps running"
+            );
+        });
+    });
+}

@@ -362,14 +362,35 @@ impl Drop for ContextGuard {
 }
 
 /// The result of a spawned task, awaited through its handle. Dropping the handle detaches the
-/// task; it keeps running.
+/// task: it keeps running. To stop a task, call [`JoinHandle::abort`].
 pub struct JoinHandle<T> {
     state: Rc<RefCell<JoinState<T>>>,
 }
 
 struct JoinState<T> {
     output: Option<T>,
+    /// Who awaits the handle.
     waker: Option<Waker>,
+    /// The task's own waker, to wake it when aborted.
+    task_waker: Option<Waker>,
+    aborted: bool,
+}
+
+impl<T> JoinHandle<T> {
+    /// Stops the task: its future is never polled again and is dropped on the runtime's next
+    /// pass (its operations are cancelled as any dropped future's are). Its output, if it had
+    /// finished, is dropped too.
+    pub fn abort(self) {
+        let task_waker = {
+            let mut state = self.state.borrow_mut();
+            state.aborted = true;
+            state.output = None;
+            state.task_waker.take()
+        };
+        if let Some(waker) = task_waker {
+            waker.wake();
+        }
+    }
 }
 
 impl<T> Future for JoinHandle<T> {
@@ -391,10 +412,32 @@ pub fn spawn<T: 'static>(future: impl Future<Output = T> + 'static) -> JoinHandl
     let state = Rc::new(RefCell::new(JoinState {
         output: None,
         waker: None,
+        task_waker: None,
+        aborted: false,
     }));
     let task_state = state.clone();
     let task = async move {
-        let output = future.await;
+        let mut future = std::pin::pin!(future);
+        let output = std::future::poll_fn(|cx| {
+            {
+                let mut state = task_state.borrow_mut();
+                if state.aborted {
+                    return Poll::Ready(None);
+                }
+                if !state
+                    .task_waker
+                    .as_ref()
+                    .is_some_and(|w| w.will_wake(cx.waker()))
+                {
+                    state.task_waker = Some(cx.waker().clone());
+                }
+            } // not borrowed while the task runs: it may abort itself or be awaited
+            future.as_mut().poll(cx).map(Some)
+        })
+        .await;
+        let Some(output) = output else {
+            return; // aborted: the future is dropped with this task
+        };
         let mut state = task_state.borrow_mut();
         state.output = Some(output);
         if let Some(waker) = state.waker.take() {

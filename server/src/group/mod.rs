@@ -1278,6 +1278,23 @@ impl Coordinator {
     }
 }
 
+/// The coordinator's timers, until aborted: session timeouts and join deadlines every `tick`;
+/// every 600 ticks (a minute in the broker) idle empty groups expire and the offsets logs are
+/// compacted. Ticks read the coordinator's clock, so in virtual time nothing expires unless
+/// the clock moved.
+pub async fn run_timers(coordinator: Rc<Coordinator>, tick: Duration) {
+    let mut ticks: u64 = 0;
+    loop {
+        ringtail_engine::io::sleep(tick).await;
+        coordinator.tick();
+        ticks += 1;
+        if ticks.is_multiple_of(600) {
+            coordinator.expire_groups().await;
+            coordinator.compact(2).await;
+        }
+    }
+}
+
 /// A group's GroupMetadata record: its generation, protocol, leader and members.
 fn group_metadata_record(group: &Group, now_ms: i64) -> (Vec<u8>, Vec<u8>) {
     let protocol = group.protocol.as_deref();

@@ -22,7 +22,7 @@ const SESSION_MS: i32 = 10_000;
 const REBALANCE_MS: i32 = 20_000;
 
 struct Harness {
-    coordinator: Coordinator,
+    coordinator: Rc<Coordinator>,
     clock: Rc<ManualClock>,
 }
 
@@ -61,7 +61,7 @@ where
     runtime.block_on(async {
         let disk = SimDisk::new(1);
         let clock = Rc::new(ManualClock::new(1_700_000_000_000));
-        let coordinator = open(&disk, &clock, config).await;
+        let coordinator = Rc::new(open(&disk, &clock, config).await);
         let harness = Rc::new(Harness { coordinator, clock });
         test(harness.clone()).await;
         harness.coordinator.close().await;
@@ -127,17 +127,22 @@ fn state_of(c: &Coordinator, group: &str) -> (&'static str, usize) {
 
 /// A stable two-member group "g": (leader, follower), generation 1.
 async fn stable_pair(h: &Harness) -> (String, String) {
+    stable_pair_in(h, "g").await
+}
+
+/// A stable two-member group `g` (new): (leader, follower), generation 1.
+async fn stable_pair_in(h: &Harness, g: &str) -> (String, String) {
     let c = &h.coordinator;
-    let (a, a_join) = join_new(c, "g");
-    let (b, b_join) = join_new(c, "g");
+    let (a, a_join) = join_new(c, g);
+    let (b, b_join) = join_new(c, g);
     h.advance_ms(0);
     let (a_join, b_join) = (a_join.await.expect("a"), b_join.await.expect("b"));
     assert_eq!((a_join.generation, b_join.generation), (1, 1));
     let (leader, follower) = if a_join.leader == a { (a, b) } else { (b, a) };
     let follower_sync = c
-        .sync(sync_request("g", 1, &follower, &[]))
+        .sync(sync_request(g, 1, &follower, &[]))
         .expect_err("the follower waits for the leader");
-    let leader_sync = c.sync(sync_request("g", 1, &leader, &[&leader, &follower]));
+    let leader_sync = c.sync(sync_request(g, 1, &leader, &[&leader, &follower]));
     assert!(matches!(
         leader_sync,
         Err(_) | Ok(SyncResult { error_code: 0, .. })
@@ -146,7 +151,7 @@ async fn stable_pair(h: &Harness) -> (String, String) {
         follower_sync.await.expect("synced").error_code,
         error_code::NONE
     );
-    assert_eq!(state_of(c, "g"), ("Stable", 2));
+    assert_eq!(state_of(c, g), ("Stable", 2));
     (leader, follower)
 }
 
@@ -393,6 +398,48 @@ fn nothing_expires_without_a_tick() {
         assert_eq!(state_of(c, "g"), ("Stable", 2));
         c.tick();
         assert_eq!(state_of(c, "g"), ("Empty", 0));
+    });
+}
+
+/// The timer task expires a silent member once the clock passes its session timeout, and once
+/// aborted (as the shard does at stop) it never runs again.
+#[test]
+fn group_timers_do_not_run_after_they_are_stopped() {
+    virtual_time(config(0, i64::MAX / 4), |h| async move {
+        let c = &h.coordinator;
+        let real_sleep = |ms| ringtail_engine::io::sleep(Duration::from_millis(ms));
+        // Control: with the timer task running, a silent pair expires once the clock passes
+        // their session timeout.
+        stable_pair_in(&h, "a").await;
+        let timers = spawn(run_timers(c.clone(), Duration::from_millis(1)));
+        real_sleep(10).await;
+        assert_eq!(
+            state_of(c, "a"),
+            ("Stable", 2),
+            "no virtual time passed yet"
+        );
+        h.clock.advance(Duration::from_millis(SESSION_MS as u64));
+        real_sleep(30).await;
+        assert_eq!(
+            state_of(c, "a"),
+            ("Empty", 0),
+            "the running timers expired them"
+        );
+        timers.abort();
+        stable_pair_in(&h, "b").await;
+        h.clock.advance(Duration::from_secs(3_600));
+        real_sleep(30).await;
+        assert_eq!(
+            state_of(c, "b"),
+            ("Stable", 2),
+            "an aborted timer task expired a member"
+        );
+        c.tick();
+        assert_eq!(
+            state_of(c, "b"),
+            ("Empty", 0),
+            "a tick would have expired them"
+        );
     });
 }
 

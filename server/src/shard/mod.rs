@@ -555,9 +555,10 @@ async fn shard_main(
         group_config,
     )
     .await?;
-    *shard.coordinator.borrow_mut() = Some(Rc::new(coordinator));
+    let coordinator = Rc::new(coordinator);
+    *shard.coordinator.borrow_mut() = Some(coordinator.clone());
     let inbox_task = rio::spawn(run_inbox(shard.clone(), inbox));
-    let group_task = rio::spawn(run_group_timers(shard.clone()));
+    let group_task = rio::spawn(crate::group::run_timers(coordinator, GROUP_TIMER_TICK));
     let retention_task = rio::spawn(run_retention(shard.clone()));
     let accept_task = rio::spawn(crate::conn::accept_loop(shard.clone(), Rc::new(listener)));
     info!(shard = shard.id, "shard ready");
@@ -585,8 +586,9 @@ async fn shard_main(
         }
     })
     .await;
-    drop(retention_task);
-    drop(group_task);
+    // Stopped, not detached: neither may run while the logs close, or after.
+    retention_task.abort();
+    group_task.abort();
     let partitions: Vec<Rc<Partition>> = shard
         .partitions
         .borrow_mut()
@@ -607,7 +609,7 @@ async fn shard_main(
     if let Some(coordinator) = coordinator {
         failed += coordinator.close().await;
     }
-    drop(inbox_task);
+    inbox_task.abort();
     if failed > 0 {
         return Err(StartError::Close {
             shard: shard.id,
@@ -636,22 +638,8 @@ async fn run_inbox(shard: Rc<Shard>, inbox: crossbeam_channel::Receiver<Job>) {
     .await
 }
 
-/// Session timeouts and join deadlines (every 100 ms); idle empty groups (every minute).
-async fn run_group_timers(shard: Rc<Shard>) {
-    let mut ticks: u64 = 0;
-    loop {
-        rio::sleep(Duration::from_millis(100)).await;
-        let Some(coordinator) = shard.coordinator.borrow().clone() else {
-            return;
-        };
-        coordinator.tick();
-        ticks += 1;
-        if ticks.is_multiple_of(600) {
-            coordinator.expire_groups().await;
-            coordinator.compact(2).await;
-        }
-    }
-}
+/// How often the group coordinator checks session timeouts and join deadlines.
+const GROUP_TIMER_TICK: Duration = Duration::from_millis(100);
 
 /// Retention at start (a broker restarted more often than the interval must still enforce
 /// it), then every 30 s.
