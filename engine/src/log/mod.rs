@@ -6,12 +6,16 @@
 //! that is never borrowed across an `.await`: an I/O job is taken out of the state, awaited, and
 //! its result applied in a new borrow.
 //!
-//! Offsets, in the order they must always keep (asserted in `State::check`):
-//! `log_start <= recovery checkpoint <= durable <= written (high watermark) <= next (log end)`.
+//! Offsets, in the order they must always keep (asserted in `State::check` after every change,
+//! in all builds: a violation is a bug, and the shard stops rather than serve or acknowledge
+//! on a broken invariant):
+//! `log_start <= recovery point <= durable <= written (high watermark) <= next (log end)`.
 //! - `next_offset`: assigned to appended batches, some still queued.
 //! - `written_offset`: every batch below it is in its segment file (readable; the high
 //!   watermark of this single-replica log).
 //! - `durable_offset`: every batch below it was covered by a completed fdatasync.
+//! - recovery point: the stored recovery checkpoint (`checkpoint_offset`, below which recovery
+//!   trusts the data), or the log start when retention deleted past it, as recovery reads it.
 //!
 //! A failed write or fdatasync poisons the partition: queued batches are dropped unacknowledged,
 //! waiters and later appends get the storage error, and no offset moves again until a reopen
@@ -78,6 +82,8 @@ struct State {
     next_offset: i64,
     written_offset: i64,
     durable_offset: i64,
+    /// The recovery checkpoint last stored: every batch below it is flushed.
+    checkpoint_offset: i64,
     /// The file holding the newest written bytes: the one an fdatasync must cover.
     written_file: Option<Arc<SegmentFile>>,
     /// Where `durable_offset` ends: (segment base, byte position in that segment). What a
@@ -116,10 +122,20 @@ impl State {
         *self.segments.keys().next().expect("a log has a segment")
     }
 
+    /// The offset below which recovery trusts the data.
+    fn recovery_point(&self) -> i64 {
+        self.checkpoint_offset.max(self.log_start_offset())
+    }
+
+    /// Asserts the offset order (see the module documentation). Cheap: five loads.
     fn check(&self) {
-        debug_assert!(self.durable_offset <= self.written_offset);
-        debug_assert!(self.written_offset <= self.next_offset);
-        debug_assert!(self.log_start_offset() <= self.written_offset);
+        let (start, recovery) = (self.log_start_offset(), self.recovery_point());
+        let (durable, written, next) = (self.durable_offset, self.written_offset, self.next_offset);
+        assert!(
+            start <= recovery && recovery <= durable && durable <= written && written <= next,
+            "offset order broken: log start {start}, recovery point {recovery}, durable \
+             {durable}, written {written}, log end {next}"
+        );
     }
 }
 
@@ -202,6 +218,7 @@ impl Partition {
         let len = bytes.len() as u64;
         let end_offset = header.next_offset();
         state.next_offset = end_offset;
+        state.check();
         state.producers.record(&header, now_ms);
         let merged = match state.pending.back_mut() {
             Some(Job::Write {
@@ -433,6 +450,7 @@ impl Partition {
             let paths = Segment::paths(&self.dir, base);
             remove_all(&*self.storage, paths.iter().map(PathBuf::as_path))
                 .map_err(|(path, err)| StorageError::new("delete segment", path, err))?;
+            state.check();
             tracing::info!(
                 partition = %self.dir.display(),
                 segment = base,
@@ -461,7 +479,15 @@ impl Partition {
         self.write_producer_snapshot().await?;
         let active_base = self.state.borrow().active().base_offset;
         self.flush_segment(active_base).await?;
-        let next = self.state.borrow().next_offset;
+        let next = {
+            // Every batch is written (the writer finished) and now flushed.
+            let mut state = self.state.borrow_mut();
+            let size = state.active().written_size;
+            state.durable_offset = state.written_offset;
+            state.durable_end = (active_base, size);
+            state.check();
+            state.next_offset
+        };
         self.store_checkpoint(next).await?;
         checkpoint::write_clean_marker(&*self.storage, &self.dir)
             .await

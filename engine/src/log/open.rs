@@ -114,6 +114,7 @@ pub(super) async fn open(
         next_offset,
         written_offset: next_offset,
         durable_offset: next_offset,
+        checkpoint_offset: recovery_offset,
         written_file: None,
         durable_end: (active_base, active_size),
         sync_wanted: 0,

@@ -105,7 +105,11 @@ impl Partition {
         let path = checkpoint.path().to_path_buf();
         *self.checkpoint.borrow_mut() = Some(checkpoint);
         self.last_checkpoint.set(Instant::now());
-        result.map_err(|err| StorageError::new("write recovery checkpoint", path, err))
+        result.map_err(|err| StorageError::new("write recovery checkpoint", path, err))?;
+        let mut state = self.state.borrow_mut();
+        state.checkpoint_offset = state.checkpoint_offset.max(recovery_offset);
+        state.check();
+        Ok(())
     }
 
     async fn run_write_job(&self, job: Job) -> Result<(), StorageError> {
