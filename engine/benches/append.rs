@@ -16,7 +16,7 @@ use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ringtail_engine::format::batch::build_batch;
 use ringtail_engine::io::{spawn, yield_now, JoinHandle, Runtime, RuntimeConfig};
-use ringtail_engine::{FsyncPolicy, LogConfig, Partition};
+use ringtail_engine::{FsyncPolicy, LogConfig, Offset, Partition};
 
 const RECORDS_PER_BATCH: i32 = 1000;
 const VALUE_BYTES: usize = 200;
@@ -36,7 +36,7 @@ fn bench_dir() -> tempfile::TempDir {
 /// Appends `batches` copies of `template`, as producers would, and waits for the last ack.
 async fn append_run(log: Rc<Partition>, template: &[u8], batches: usize, acks_all: bool) {
     let mut waiters: VecDeque<JoinHandle<()>> = VecDeque::new();
-    let mut last = 0;
+    let mut last = Offset(0);
     for i in 0..batches {
         let info = log.append(BytesMut::from(template), 0).expect("append");
         last = info.last_offset;
@@ -97,7 +97,7 @@ fn appends(c: &mut Criterion) {
 }
 
 /// Fills a log with `bytes` of batches and closes it.
-fn fill(dir: &Path, bytes: usize) -> i64 {
+fn fill(dir: &Path, bytes: usize) -> Offset {
     let template = build_batch(RECORDS_PER_BATCH, VALUE_BYTES, 1_700_000_000_000);
     let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime");
     runtime.block_on(async {
@@ -133,10 +133,10 @@ fn reads(c: &mut Criterion) {
     group.bench_function("ranges", |b| {
         b.iter(|| {
             runtime.block_on(async {
-                let mut offset = 0;
+                let mut offset = Offset(0);
                 while offset < end {
                     let result = log.read(offset, FETCH_BYTES).await.expect("read");
-                    offset += records_in(result.bytes());
+                    offset = offset + records_in(result.bytes());
                 }
             })
         })
@@ -145,10 +145,10 @@ fn reads(c: &mut Criterion) {
     group.bench_function("copy", |b| {
         b.iter(|| {
             runtime.block_on(async {
-                let mut offset = 0;
+                let mut offset = Offset(0);
                 while offset < end {
                     let bytes = log.read_bytes(offset, FETCH_BYTES).await.expect("read");
-                    offset += records_in(bytes.len() as u64);
+                    offset = offset + records_in(bytes.len() as u64);
                 }
             })
         })

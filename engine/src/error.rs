@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::format::batch::BatchError;
+use crate::offset::Offset;
 
 /// Why an append was refused. Nothing was written for it.
 #[derive(Debug, thiserror::Error, Clone)]
@@ -89,9 +90,9 @@ pub enum ReadError {
     /// Kafka: OFFSET_OUT_OF_RANGE.
     #[error("offset {offset} is outside [{log_start_offset}, {high_watermark}]")]
     OffsetOutOfRange {
-        offset: i64,
-        log_start_offset: i64,
-        high_watermark: i64,
+        offset: Offset,
+        log_start_offset: Offset,
+        high_watermark: Offset,
     },
     #[error(transparent)]
     Storage(#[from] StorageError),

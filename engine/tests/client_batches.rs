@@ -7,6 +7,7 @@ use bytes::BytesMut;
 use common::{open, run, split_batches};
 use ringtail_engine::format::batch;
 use ringtail_engine::LogConfig;
+use ringtail_engine::Offset;
 
 /// Finds the record batch in a Produce request frame: the one place where a batch with a valid
 /// CRC-32C starts and ends inside the frame.
@@ -48,11 +49,11 @@ fn client_batches_are_stored_verbatim_and_read_back() {
             let info = log
                 .append(BytesMut::from(&client_batch[..]), 0)
                 .expect("append");
-            sent.push((info.base_offset, client_batch));
+            sent.push((info.base_offset.get(), client_batch));
         }
         let last = log.log_end_offset() - 1;
         log.wait_for_ack(last, true).await.expect("durable");
-        let stored = split_batches(&log.read_bytes(0, 1 << 20).await.expect("read"));
+        let stored = split_batches(&log.read_bytes(Offset(0), 1 << 20).await.expect("read"));
         assert_eq!(stored.len(), sent.len());
         for ((base, original), (stored_base, stored_bytes)) in sent.iter().zip(&stored) {
             assert_eq!(base, stored_base);

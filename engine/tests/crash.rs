@@ -12,6 +12,7 @@ use common::{batch, open, read_all, run, seed};
 use rand_core_shim::Rng;
 use ringtail_engine::storage::sim::{FaultOp, SimDisk};
 use ringtail_engine::storage::Storage;
+use ringtail_engine::Offset;
 use ringtail_engine::{FsyncPolicy, LogConfig, OpenError, Partition};
 
 /// A tiny deterministic generator, so the tests need no extra crate.
@@ -56,7 +57,7 @@ fn unsynced() -> LogConfig {
 fn write_and_crash(dir: &Path, config: LogConfig, count: u8) -> Vec<(i64, Vec<u8>)> {
     run(async {
         let log = open(dir, config).await;
-        let mut last = 0;
+        let mut last = Offset(0);
         for i in 0..count {
             let info = log
                 .append(
@@ -235,7 +236,7 @@ fn write_and_close(dir: &Path, config: LogConfig) -> Vec<(i64, Vec<u8>)> {
             log.append(batch(3, 100, 1000 + i64::from(i), i), 0)
                 .expect("append");
         }
-        log.wait_written(179).await.expect("written");
+        log.wait_written(Offset(179)).await.expect("written");
         let all = read_all(&log).await;
         log.close().await.expect("close");
         all
@@ -348,7 +349,7 @@ fn deleted_or_damaged_index_files_are_rebuilt() {
             for (timestamp, expected) in [(1030, Some(90)), (0, Some(0)), (99_999, None)] {
                 let found = log.offset_for_timestamp(timestamp).await.expect("lookup");
                 assert_eq!(
-                    found.map(|f| f.0),
+                    found.map(|f| f.0.get()),
                     expected,
                     "{name}: timestamp {timestamp}"
                 );
@@ -406,7 +407,7 @@ fn a_failed_write_poisons_the_partition_and_drops_queued_batches() {
     run(async {
         let log = open_on(&disk, Path::new("/p"), LogConfig::default()).await;
         log.append(batch(2, 10, 1, 1), 0).expect("append");
-        log.wait_written(1).await.expect("written");
+        log.wait_written(Offset(1)).await.expect("written");
         disk.fail_next(FaultOp::Write, libc::EIO);
         let a = log.append(batch(2, 10, 1, 2), 0).expect("queued");
         let b = log.append(batch(2, 10, 1, 3), 0).expect("queued");
@@ -441,23 +442,23 @@ fn a_poisoned_partition_still_serves_what_an_fdatasync_covered() {
         assert!(log.wait_for_ack(second.last_offset, true).await.is_err());
         assert!(log.poisoned().is_some());
         let served = log
-            .read(0, 1 << 20)
+            .read(Offset(0), 1 << 20)
             .await
             .expect("durable data is still served");
         assert_eq!(
             served.high_watermark, 2,
             "the high watermark falls back to the durable end"
         );
-        let bytes = log.read_bytes(0, 1 << 20).await.expect("read");
+        let bytes = log.read_bytes(Offset(0), 1 << 20).await.expect("read");
         let batches = common::split_batches(&bytes);
         assert_eq!(batches.len(), 1, "only the fdatasynced batch");
         assert_eq!(batches[0].0, 0);
         assert!(
-            log.read(1, 1 << 20).await.is_ok(),
+            log.read(Offset(1), 1 << 20).await.is_ok(),
             "inside the durable batch"
         );
         assert!(
-            log.read(2, 1 << 20).await.is_err(),
+            log.read(Offset(2), 1 << 20).await.is_err(),
             "past the durable end: refused"
         );
     });

@@ -11,6 +11,7 @@ use common::{open, run, split_batches};
 use proptest::prelude::*;
 use ringtail_engine::format::batch::{build_batch, parse_header, set_producer};
 use ringtail_engine::producer::SequenceError;
+use ringtail_engine::Offset;
 use ringtail_engine::{AppendError, LogConfig, Partition};
 
 fn now_ms() -> i64 {
@@ -44,7 +45,7 @@ async fn stored_batches(log: &Partition) -> Vec<(i64, i16, i32)> {
         for (_, b) in split_batches(&bytes) {
             let h = parse_header(&b).expect("header");
             out.push((h.producer_id, h.producer_epoch, h.base_sequence));
-            offset = h.next_offset();
+            offset = Offset(h.next_offset());
         }
     }
     out
@@ -105,7 +106,10 @@ fn reopen_and_check_retry(dir: &Path) {
             .append(batch(7, 0, 10, 5), now_ms())
             .expect("retry after restart");
         assert!(retry.duplicate, "the retry is recognised after the restart");
-        assert_eq!((retry.base_offset, retry.last_offset), (10, 14));
+        assert_eq!(
+            (retry.base_offset, retry.last_offset),
+            (Offset(10), Offset(14))
+        );
         let next = log
             .append(batch(7, 0, 15, 5), now_ms())
             .expect("next in sequence");
@@ -125,7 +129,7 @@ fn write_three_batches(dir: &Path, close: bool) {
             log.append(batch(7, 0, sequence, 5), now_ms())
                 .expect("append");
         }
-        log.wait_for_ack(14, true).await.expect("durable");
+        log.wait_for_ack(Offset(14), true).await.expect("durable");
         if close {
             log.close().await.expect("close");
         }
@@ -210,7 +214,8 @@ fn check_steps(dir: &Path, steps: &[Step]) -> Result<(), TestCaseError> {
                             .expect("send");
                         prop_assert!(!info.duplicate);
                         expected.push((producer as i64 + 1, p.epoch, p.next_sequence));
-                        p.sent.push((p.next_sequence, records, info.base_offset));
+                        p.sent
+                            .push((p.next_sequence, records, info.base_offset.get()));
                         p.next_sequence += records;
                     }
                     Step::Retry { producer, back } => {

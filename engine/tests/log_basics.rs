@@ -3,6 +3,7 @@
 mod common;
 
 use common::{batch, open, read_all, run, split_batches};
+use ringtail_engine::Offset;
 use ringtail_engine::{AppendError, FsyncPolicy, LogConfig, ReadError};
 
 fn small_segments() -> LogConfig {
@@ -25,27 +26,27 @@ fn appended_batches_read_back_with_their_offsets() {
                 .expect("append");
             assert_eq!(info.base_offset, i64::from(i) * 5);
             assert_eq!(info.last_offset, i64::from(i) * 5 + 4);
-            expected.push(info.base_offset);
+            expected.push(info.base_offset.get());
         }
-        log.wait_for_ack(99, true).await.expect("durable");
+        log.wait_for_ack(Offset(99), true).await.expect("durable");
         assert_eq!(log.high_watermark(), 100);
         assert_eq!(log.durable_offset(), 100);
-        let bytes = log.read_bytes(0, usize::MAX).await.expect("read");
+        let bytes = log.read_bytes(Offset(0), usize::MAX).await.expect("read");
         let batches = split_batches(&bytes);
         let bases: Vec<i64> = batches.iter().map(|(b, _)| *b).collect();
         assert_eq!(bases, expected);
         // A read from the middle of a batch starts at that batch.
-        let bytes = log.read_bytes(12, usize::MAX).await.expect("read");
+        let bytes = log.read_bytes(Offset(12), usize::MAX).await.expect("read");
         assert_eq!(split_batches(&bytes)[0].0, 10);
         // Reading at the high watermark returns nothing; past it is out of range.
         assert!(log
-            .read(100, 1 << 20)
+            .read(Offset(100), 1 << 20)
             .await
             .expect("read")
             .ranges
             .is_empty());
         assert!(matches!(
-            log.read(101, 1 << 20).await,
+            log.read(Offset(101), 1 << 20).await,
             Err(ReadError::OffsetOutOfRange { .. })
         ));
         log.close().await.expect("close");
@@ -61,16 +62,16 @@ fn max_bytes_cuts_on_batch_boundaries_but_returns_at_least_one_batch() {
         for i in 0..50u8 {
             log.append(batch(10, 100, 1, i), 0).expect("append");
         }
-        log.wait_written(499).await.expect("written");
-        let result = log.read(0, size * 3 + 10).await.expect("read");
+        log.wait_written(Offset(499)).await.expect("written");
+        let result = log.read(Offset(0), size * 3 + 10).await.expect("read");
         assert_eq!(result.bytes() as usize, size * 3);
-        let result = log.read(0, 10).await.expect("read");
+        let result = log.read(Offset(0), 10).await.expect("read");
         assert_eq!(
             result.bytes() as usize,
             size,
             "one whole batch even over budget"
         );
-        let result = log.read(105, size * 2).await.expect("read");
+        let result = log.read(Offset(105), size * 2).await.expect("read");
         assert_eq!(result.bytes() as usize, size * 2);
         log.close().await.expect("close");
     });
@@ -117,7 +118,7 @@ fn segments_roll_by_size_and_age_and_survive_reopen() {
         for i in 0..100u8 {
             log.append(batch(4, 200, 5_000, i), 5_000).expect("append");
         }
-        log.wait_written(399).await.expect("written");
+        log.wait_written(Offset(399)).await.expect("written");
         assert!(
             log.segment_count() > 5,
             "rolled by size: {}",
@@ -129,7 +130,7 @@ fn segments_roll_by_size_and_age_and_survive_reopen() {
         log.append(batch(1, 10, 5_000, 0), 5_000 + config_ms)
             .expect("append");
         assert_eq!(log.segment_count(), before + 1);
-        log.wait_written(400).await.expect("written");
+        log.wait_written(Offset(400)).await.expect("written");
         let all = read_all(&log).await;
         log.close().await.expect("close");
         all
@@ -167,7 +168,7 @@ fn every_fsync_policy_acknowledges() {
             }
             if policy != "never" {
                 // Under interval and always, the syncer gets there on its own.
-                log.wait_durable(19).await.expect("durable");
+                log.wait_durable(Offset(19)).await.expect("durable");
             }
             log.close().await.expect("close");
         });
@@ -190,10 +191,10 @@ fn retention_deletes_old_segments_but_open_reads_keep_their_files() {
         for i in 0..40u8 {
             log.append(batch(4, 200, 100_000, i), 0).expect("append");
         }
-        log.wait_written(319).await.expect("written");
+        log.wait_written(Offset(319)).await.expect("written");
         let segments = log.segment_count();
-        let held = log.read(0, 1 << 20).await.expect("read");
-        let held_bytes = log.read_bytes(0, 1 << 20).await.expect("read");
+        let held = log.read(Offset(0), 1 << 20).await.expect("read");
+        let held_bytes = log.read_bytes(Offset(0), 1 << 20).await.expect("read");
         assert!(!held.ranges.is_empty());
 
         // Nothing is old enough yet.
@@ -207,7 +208,7 @@ fn retention_deletes_old_segments_but_open_reads_keep_their_files() {
         let start = log.log_start_offset();
         assert!(start > 0 && start <= 160, "log start {start}");
         assert!(matches!(
-            log.read(0, 100).await,
+            log.read(Offset(0), 100).await,
             Err(ReadError::OffsetOutOfRange { .. })
         ));
         assert!(!dir.path().join("00000000000000000000.log").exists());
@@ -216,7 +217,7 @@ fn retention_deletes_old_segments_but_open_reads_keep_their_files() {
         let bytes = ringtail_engine::io::read_exact_at(
             range.file.clone(),
             range.len as usize,
-            range.position,
+            range.position.get(),
         )
         .await
         .expect("read a deleted file through its open descriptor");
@@ -264,8 +265,13 @@ fn timestamp_lookups_find_the_first_record_not_just_its_batch() {
         .expect("append");
         log.append(bytes::BytesMut::from(&build_batch_at(&[500, 450])[..]), 0)
             .expect("append");
-        log.wait_written(5).await.expect("written");
-        let lookup = |t| log.offset_for_timestamp(t);
+        log.wait_written(Offset(5)).await.expect("written");
+        let log = &log;
+        let lookup = |t| async move {
+            log.offset_for_timestamp(t)
+                .await
+                .map(|found| found.map(|(offset, ts)| (offset.get(), ts)))
+        };
         assert_eq!(lookup(50).await.expect("lookup"), Some((0, 100)));
         assert_eq!(
             lookup(250).await.expect("lookup"),

@@ -17,7 +17,7 @@ use common::{batch, read_all, run, split_batches};
 use proptest::prelude::*;
 use ringtail_engine::format::batch::parse_header;
 use ringtail_engine::storage::sim::SimDisk;
-use ringtail_engine::{LogConfig, Partition};
+use ringtail_engine::{LogConfig, Offset, Partition};
 
 const SEGMENT_BYTES: u64 = 2048;
 const RETENTION_BYTES: u64 = 6000;
@@ -193,8 +193,8 @@ fn check(disk: &SimDisk, dir: &Path, ops: &[Op]) -> Result<(), TestCaseError> {
                 .expect("open");
             if after_crash {
                 model.after_power_failure(
-                    log.log_start_offset(),
-                    log.log_end_offset(),
+                    log.log_start_offset().get(),
+                    log.log_end_offset().get(),
                     log.segment_count(),
                 )?;
             }
@@ -207,7 +207,7 @@ fn check(disk: &SimDisk, dir: &Path, ops: &[Op]) -> Result<(), TestCaseError> {
             );
             for (i, op) in remaining.iter().enumerate() {
                 if !matches!(op, Op::Append { .. }) && model.next_offset > 0 {
-                    log.wait_written(model.next_offset - 1)
+                    log.wait_written(Offset(model.next_offset - 1))
                         .await
                         .expect("written");
                 }
@@ -223,7 +223,10 @@ fn check(disk: &SimDisk, dir: &Path, ops: &[Op]) -> Result<(), TestCaseError> {
                         let start = model.log_start();
                         let span = (model.next_offset - start + 1) as u64;
                         let offset = start + (pick % span) as i64;
-                        let result = log.read_bytes(offset, max_bytes).await.expect("read");
+                        let result = log
+                            .read_bytes(Offset(offset), max_bytes)
+                            .await
+                            .expect("read");
                         let got = split_batches(&result);
                         // From the batch holding `offset` onwards.
                         let expected: Vec<_> = model
@@ -254,7 +257,7 @@ fn check(disk: &SimDisk, dir: &Path, ops: &[Op]) -> Result<(), TestCaseError> {
                             .offset_for_timestamp(target)
                             .await
                             .expect("lookup")
-                            .map(|(offset, _)| offset);
+                            .map(|(offset, _)| offset.get());
                         prop_assert_eq!(got, expected, "timestamp {}", target);
                     }
                     Op::AdvanceClock { ms } => model.clock_ms += ms,
@@ -266,7 +269,7 @@ fn check(disk: &SimDisk, dir: &Path, ops: &[Op]) -> Result<(), TestCaseError> {
                     }
                     Op::Sync => {
                         if model.next_offset > 0 {
-                            log.wait_durable(model.next_offset - 1)
+                            log.wait_durable(Offset(model.next_offset - 1))
                                 .await
                                 .expect("fdatasync");
                         }
@@ -282,7 +285,7 @@ fn check(disk: &SimDisk, dir: &Path, ops: &[Op]) -> Result<(), TestCaseError> {
                 }
             }
             if model.next_offset > 0 {
-                log.wait_written(model.next_offset - 1)
+                log.wait_written(Offset(model.next_offset - 1))
                     .await
                     .expect("written");
             }

@@ -28,7 +28,7 @@ use bytes::BytesMut;
 use ringtail_engine::format::batch;
 use ringtail_engine::io::{spawn, timeout, yield_now, JoinHandle};
 use ringtail_engine::storage::sim::{FaultOp, SimDisk};
-use ringtail_engine::{AppendError, FsyncPolicy, LogConfig, Partition};
+use ringtail_engine::{AppendError, FsyncPolicy, LogConfig, Offset, Partition};
 
 const DEFAULT_SEEDS: u64 = 200;
 const LIVES_MAX: u64 = 6;
@@ -132,13 +132,13 @@ fn config_for(rng: &mut Rng) -> LogConfig {
 /// Reads the whole log and checks it against the model; returns the log end it found. At a
 /// reopen (`reopened`), the model then forgets what was lost.
 async fn check_log(log: &Partition, model: &Shared, life: u64, after: End, reopened: bool) -> i64 {
-    let log_start = log.log_start_offset();
-    let high_watermark = log.high_watermark();
+    let log_start = log.log_start_offset().get();
+    let high_watermark = log.high_watermark().get();
     let mut served = Vec::new();
     let mut offset = log_start;
     while offset < high_watermark {
         let bytes = log
-            .read_bytes(offset, 1 << 16)
+            .read_bytes(Offset(offset), 1 << 16)
             .await
             .unwrap_or_else(|err| panic!("life {life}: read at {offset} failed: {err}"));
         assert!(!bytes.is_empty(), "life {life}: empty read at {offset}");
@@ -213,7 +213,10 @@ fn spawn_waiter(
     let (log, model) = (log.clone(), model.clone());
     spawn(async move {
         let (result, promise) = if explicit_sync {
-            (log.wait_durable(last_offset).await, Promise::Durable)
+            (
+                log.wait_durable(Offset(last_offset)).await,
+                Promise::Durable,
+            )
         } else {
             let waits_for_sync = log.config().fsync.ack_waits_for_sync(acks_all);
             let promise = if waits_for_sync {
@@ -221,7 +224,10 @@ fn spawn_waiter(
             } else {
                 Promise::Written
             };
-            (log.wait_for_ack(last_offset, acks_all).await, promise)
+            (
+                log.wait_for_ack(Offset(last_offset), acks_all).await,
+                promise,
+            )
         };
         let mut model = model.borrow_mut();
         match result {
@@ -325,7 +331,7 @@ async fn life(world: &mut World, life: u64, after: End) -> End {
         if result.is_ok() {
             assert!(!poisoned, "life {life}: a poisoned log closed cleanly");
             // A clean close wrote every appended batch.
-            let next = log.log_end_offset();
+            let next = log.log_end_offset().get();
             model.borrow_mut().promise(next - 1, Promise::Written);
         }
         return End::CleanClose;
@@ -350,26 +356,24 @@ fn append_some(
         let built = batch::build_batch_with(count, value_len, *stamp, (*stamp % 251) as u8);
         match log.append(BytesMut::from(&built[..]), *stamp) {
             Ok(info) => {
+                let (base_offset, last_offset) = (info.base_offset.get(), info.last_offset.get());
                 let mut stored = built;
-                batch::stamp(&mut stored, info.base_offset, 0);
+                batch::stamp(&mut stored, base_offset, 0);
                 let mut m = model.borrow_mut();
                 if let Some((&last_base, last)) = m.batches.iter().next_back() {
                     assert!(
-                        last_base < info.base_offset && last.next_offset == info.base_offset,
+                        last_base < base_offset && last.next_offset == base_offset,
                         "offsets are handed out once, in order: {} after batch {last_base}..{}",
-                        info.base_offset,
+                        base_offset,
                         last.next_offset
                     );
                 }
-                m.note(format!(
-                    "append {}..={}",
-                    info.base_offset, info.last_offset
-                ));
+                m.note(format!("append {base_offset}..={last_offset}"));
                 m.batches.insert(
-                    info.base_offset,
+                    base_offset,
                     Entry {
                         bytes: stored,
-                        next_offset: info.last_offset + 1,
+                        next_offset: last_offset + 1,
                         promise: Promise::None,
                     },
                 );
@@ -379,7 +383,7 @@ fn append_some(
                 waiters.push(spawn_waiter(
                     log,
                     model,
-                    info.last_offset,
+                    last_offset,
                     acks_all,
                     explicit_sync,
                 ));
@@ -426,13 +430,13 @@ fn check_poisoned(
         "a poisoned partition took an append: {refused:?}"
     );
     // A waiter for something already durable must fail too: nothing is acknowledged now.
-    let durable = log.durable_offset();
+    let durable = log.durable_offset().get();
     if durable > 0 {
         let offset = rng.below(durable as u64) as i64;
         let log = log.clone();
         let model = model.clone();
         waiters.push(spawn(async move {
-            let result = log.wait_for_ack(offset, true).await;
+            let result = log.wait_for_ack(Offset(offset), true).await;
             assert!(
                 result.is_err(),
                 "a poisoned partition acknowledged {offset}"

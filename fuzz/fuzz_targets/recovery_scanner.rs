@@ -6,7 +6,7 @@
 use libfuzzer_sys::fuzz_target;
 use ringtail_engine::format::batch;
 use ringtail_engine::io::{Runtime, RuntimeConfig};
-use ringtail_engine::{LogConfig, Partition};
+use ringtail_engine::{LogConfig, Offset, Partition};
 
 fuzz_target!(|segment: &[u8]| {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -31,8 +31,8 @@ fuzz_target!(|segment: &[u8]| {
                 let size = batch::batch_size(rest).expect("whole batches");
                 let header = batch::parse_header(rest).expect("a valid header");
                 batch::verify_crc(&rest[..size], &header).expect("a valid CRC");
-                assert_eq!(header.base_offset, offset, "contiguous offsets");
-                offset = header.next_offset();
+                assert_eq!(offset, header.base_offset, "contiguous offsets");
+                offset = Offset(header.next_offset());
                 rest = &rest[size..];
             }
         }

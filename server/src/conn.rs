@@ -378,7 +378,7 @@ async fn respond(
                         splice_to_socket(
                             pipe.clone(),
                             file,
-                            range.position,
+                            range.position.get(),
                             range.len,
                             stream.clone(),
                         )

@@ -28,6 +28,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::offset::Offset;
 use crate::storage::{DiskFile, OpenMode, Storage};
 
 pub const CHECKPOINT_FILE: &str = "recovery-checkpoint";
@@ -41,7 +42,7 @@ const SLOT_STRIDE: u64 = 512;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CheckpointRecord {
     pub sequence: u64,
-    pub recovery_offset: i64,
+    pub recovery_offset: Offset,
 }
 
 impl CheckpointRecord {
@@ -50,7 +51,7 @@ impl CheckpointRecord {
         out[0..4].copy_from_slice(MAGIC);
         out[4..6].copy_from_slice(&VERSION.to_be_bytes());
         out[8..16].copy_from_slice(&self.sequence.to_be_bytes());
-        out[16..24].copy_from_slice(&self.recovery_offset.to_be_bytes());
+        out[16..24].copy_from_slice(&self.recovery_offset.get().to_be_bytes());
         let crc = crc32fast::hash(&out[0..24]);
         out[24..28].copy_from_slice(&crc.to_be_bytes());
         out
@@ -69,7 +70,7 @@ impl CheckpointRecord {
         }
         Some(CheckpointRecord {
             sequence: u64::from_be_bytes(bytes[8..16].try_into().ok()?),
-            recovery_offset: i64::from_be_bytes(bytes[16..24].try_into().ok()?),
+            recovery_offset: Offset(i64::from_be_bytes(bytes[16..24].try_into().ok()?)),
         })
     }
 }
@@ -107,7 +108,7 @@ impl Checkpoint {
         })
     }
 
-    pub fn recovery_offset(&self) -> Option<i64> {
+    pub fn recovery_offset(&self) -> Option<Offset> {
         self.newest.map(|r| r.recovery_offset)
     }
 
@@ -117,7 +118,7 @@ impl Checkpoint {
 
     /// Durably records `recovery_offset` (write, then fdatasync). Callers must have flushed
     /// every batch below it first.
-    pub async fn store(&mut self, recovery_offset: i64) -> io::Result<()> {
+    pub async fn store(&mut self, recovery_offset: Offset) -> io::Result<()> {
         if self.recovery_offset() == Some(recovery_offset) {
             return Ok(());
         }
@@ -167,7 +168,7 @@ mod tests {
     fn records_round_trip_and_damage_is_detected() {
         let record = CheckpointRecord {
             sequence: 7,
-            recovery_offset: 123_456,
+            recovery_offset: Offset(123_456),
         };
         let bytes = record.encode();
         assert_eq!(CheckpointRecord::decode(&bytes), Some(record));

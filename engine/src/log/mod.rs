@@ -40,6 +40,7 @@ use crate::config::LogConfig;
 use crate::error::{AppendError, StorageError};
 use crate::format::batch;
 use crate::io::{JoinHandle, Notify, IOV_MAX};
+use crate::offset::{FilePos, LeaderEpoch, Offset};
 use crate::producer::{Check, ProducerState};
 use crate::segment::{Segment, SegmentFile};
 use crate::storage::{remove_all, OsStorage, Storage};
@@ -50,9 +51,9 @@ pub use read::{FileRange, ReadResult};
 /// What an append was given.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AppendInfo {
-    pub base_offset: i64,
-    pub last_offset: i64,
-    pub log_start_offset: i64,
+    pub base_offset: Offset,
+    pub last_offset: Offset,
+    pub log_start_offset: Offset,
     /// The batch was a retry of one already appended by the same idempotent producer: nothing
     /// was appended, and the offsets are the original's.
     pub duplicate: bool,
@@ -63,34 +64,34 @@ enum Job {
     /// Batches contiguous in one segment file: one WRITEV.
     Write {
         file: Arc<SegmentFile>,
-        segment_base: i64,
-        position: u64,
+        segment_base: Offset,
+        position: FilePos,
         bufs: Vec<Bytes>,
         bytes: u64,
-        end_offset: i64,
+        end_offset: Offset,
         /// When its first batch was appended, if stage timing is on.
         first_append: Option<Instant>,
     },
     /// The segment was rolled: flush it and write its index files, then mark it sealed.
-    Seal { segment_base: i64 },
+    Seal { segment_base: Offset },
 }
 
 struct State {
-    segments: BTreeMap<i64, Segment>,
+    segments: BTreeMap<Offset, Segment>,
     /// Segments whose seal completed: fully written, flushed, indexes on disk.
-    sealed: std::collections::BTreeSet<i64>,
-    next_offset: i64,
-    written_offset: i64,
-    durable_offset: i64,
+    sealed: std::collections::BTreeSet<Offset>,
+    next_offset: Offset,
+    written_offset: Offset,
+    durable_offset: Offset,
     /// The recovery checkpoint last stored: every batch below it is flushed.
-    checkpoint_offset: i64,
+    checkpoint_offset: Offset,
     /// The file holding the newest written bytes: the one an fdatasync must cover.
     written_file: Option<Arc<SegmentFile>>,
     /// Where `durable_offset` ends: (segment base, byte position in that segment). What a
     /// poisoned partition still serves.
-    durable_end: (i64, u64),
+    durable_end: (Offset, FilePos),
     /// The highest offset (exclusive) a durability waiter asked for.
-    sync_wanted: i64,
+    sync_wanted: Offset,
     /// When the oldest durability request not yet served by a started fdatasync was made, if
     /// stage timing is on.
     sync_asked_at: Option<Instant>,
@@ -98,7 +99,7 @@ struct State {
     poisoned: Option<StorageError>,
     closing: bool,
     checkpoint_due: bool,
-    leader_epoch: i32,
+    leader_epoch: LeaderEpoch,
     /// Idempotent producers' sequences, as of every appended batch.
     producers: ProducerState,
 }
@@ -118,12 +119,12 @@ impl State {
             .expect("a log has a segment")
     }
 
-    fn log_start_offset(&self) -> i64 {
+    fn log_start_offset(&self) -> Offset {
         *self.segments.keys().next().expect("a log has a segment")
     }
 
     /// The offset below which recovery trusts the data.
-    fn recovery_point(&self) -> i64 {
+    fn recovery_point(&self) -> Offset {
         self.checkpoint_offset.max(self.log_start_offset())
     }
 
@@ -199,16 +200,16 @@ impl Partition {
         }
         if let Check::Duplicate(original) = state.producers.check(&header)? {
             return Ok(AppendInfo {
-                base_offset: original.first_offset,
-                last_offset: original.last_offset,
+                base_offset: Offset(original.first_offset),
+                last_offset: Offset(original.last_offset),
                 log_start_offset: state.log_start_offset(),
                 duplicate: true,
             });
         }
         self.maybe_roll(&mut state, header.size as u64, now_ms)?;
         let base_offset = state.next_offset;
-        batch::stamp(&mut batch, base_offset, state.leader_epoch);
-        header.base_offset = base_offset;
+        batch::stamp(&mut batch, base_offset.get(), state.leader_epoch.0);
+        header.base_offset = base_offset.get();
         let interval = self.config.index_interval_bytes;
         let active = state.active_mut();
         let position = active.size;
@@ -216,7 +217,7 @@ impl Partition {
         let (file, segment_base) = (active.file.clone(), active.base_offset);
         let bytes = batch.freeze();
         let len = bytes.len() as u64;
-        let end_offset = header.next_offset();
+        let end_offset = Offset(header.next_offset());
         state.next_offset = end_offset;
         state.check();
         state.producers.record(&header, now_ms);
@@ -251,7 +252,7 @@ impl Partition {
         self.work.notify_all();
         Ok(AppendInfo {
             base_offset,
-            last_offset: end_offset - 1,
+            last_offset: end_offset.plus(-1),
             log_start_offset,
             duplicate: false,
         })
@@ -267,7 +268,7 @@ impl Partition {
         if active.is_empty() {
             return Ok(());
         }
-        let too_big = active.size + incoming > self.config.segment_bytes;
+        let too_big = active.size.get() + incoming > self.config.segment_bytes;
         let too_old = active
             .rolling_base_ms
             .is_some_and(|base| now_ms - base >= self.config.segment_ms);
@@ -302,20 +303,20 @@ impl Partition {
     }
 
     /// The high watermark: every offset below it can be read.
-    pub fn high_watermark(&self) -> i64 {
+    pub fn high_watermark(&self) -> Offset {
         self.state.borrow().written_offset
     }
 
     /// The log end offset, counting batches still queued for writing.
-    pub fn log_end_offset(&self) -> i64 {
+    pub fn log_end_offset(&self) -> Offset {
         self.state.borrow().next_offset
     }
 
-    pub fn durable_offset(&self) -> i64 {
+    pub fn durable_offset(&self) -> Offset {
         self.state.borrow().durable_offset
     }
 
-    pub fn log_start_offset(&self) -> i64 {
+    pub fn log_start_offset(&self) -> Offset {
         self.state.borrow().log_start_offset()
     }
 
@@ -326,7 +327,12 @@ impl Partition {
 
     /// Bytes of log on disk or queued, over all segments.
     pub fn size_bytes(&self) -> u64 {
-        self.state.borrow().segments.values().map(|s| s.size).sum()
+        self.state
+            .borrow()
+            .segments
+            .values()
+            .map(|s| s.size.get())
+            .sum()
     }
 
     /// The error that took the partition offline, if one did.
@@ -335,7 +341,7 @@ impl Partition {
     }
 
     /// Waits until the batch holding `offset` is in its segment file (readable, survives kill -9).
-    pub async fn wait_written(&self, offset: i64) -> Result<(), StorageError> {
+    pub async fn wait_written(&self, offset: Offset) -> Result<(), StorageError> {
         loop {
             let notified = self.progress.notified();
             {
@@ -353,7 +359,7 @@ impl Partition {
 
     /// Waits until the high watermark passes `offset` (new data to fetch) or the partition
     /// fails. For long-poll fetches; callers bound it with a timeout.
-    pub async fn wait_high_watermark_above(&self, offset: i64) -> Result<(), StorageError> {
+    pub async fn wait_high_watermark_above(&self, offset: Offset) -> Result<(), StorageError> {
         self.wait_written(offset).await
     }
 
@@ -370,10 +376,10 @@ impl Partition {
 
     /// Waits until an fdatasync covered the batch holding `offset` (survives power loss). Every
     /// waiter of a tick shares one fdatasync.
-    pub async fn wait_durable(&self, offset: i64) -> Result<(), StorageError> {
+    pub async fn wait_durable(&self, offset: Offset) -> Result<(), StorageError> {
         {
             let mut state = self.state.borrow_mut();
-            state.sync_wanted = state.sync_wanted.max(offset + 1);
+            state.sync_wanted = state.sync_wanted.max(offset.next());
             if state.sync_asked_at.is_none() {
                 state.sync_asked_at = crate::timing::start();
             }
@@ -396,7 +402,11 @@ impl Partition {
 
     /// Waits for what the fsync policy requires before a produce with this acks setting may be
     /// acknowledged.
-    pub async fn wait_for_ack(&self, last_offset: i64, acks_all: bool) -> Result<(), StorageError> {
+    pub async fn wait_for_ack(
+        &self,
+        last_offset: Offset,
+        acks_all: bool,
+    ) -> Result<(), StorageError> {
         if self.config.fsync.ack_waits_for_sync(acks_all) {
             self.wait_durable(last_offset).await
         } else {
@@ -411,15 +421,16 @@ impl Partition {
     pub fn enforce_retention(&self, now_ms: i64) -> Result<usize, StorageError> {
         let mut total: u64 = self.size_bytes();
         self.delete_oldest_segments_while(|oldest| {
+            let oldest_size = oldest.size.get();
             let expired = self.config.retention_ms.is_some_and(|limit| {
                 oldest.max_timestamp >= 0 && now_ms - oldest.max_timestamp > limit
             });
             let oversized = self
                 .config
                 .retention_bytes
-                .is_some_and(|limit| total - oldest.size >= limit);
+                .is_some_and(|limit| total - oldest_size >= limit);
             if expired || oversized {
-                total -= oldest.size;
+                total -= oldest_size;
                 return true;
             }
             false
@@ -429,7 +440,7 @@ impl Partition {
     /// Deletes the sealed segments that hold only offsets below `offset` (every later batch
     /// stays), advancing the log start offset. For logs whose newer records supersede older
     /// ones (the group coordinator's offsets log, after it wrote a snapshot of its state).
-    pub fn delete_segments_before(&self, offset: i64) -> Result<usize, StorageError> {
+    pub fn delete_segments_before(&self, offset: Offset) -> Result<usize, StorageError> {
         self.delete_oldest_segments_while(|oldest| oldest.next_offset <= offset)
     }
 
@@ -453,8 +464,8 @@ impl Partition {
             state.check();
             tracing::info!(
                 partition = %self.dir.display(),
-                segment = base,
-                log_start = state.log_start_offset(),
+                segment = %base,
+                log_start = %state.log_start_offset(),
                 "segment deleted (retention or compaction of superseded offsets)"
             );
             deleted += 1;
@@ -504,8 +515,8 @@ impl Partition {
         if state.poisoned.is_none() {
             tracing::error!(
                 partition = %self.dir.display(),
-                written = state.written_offset,
-                durable = state.durable_offset,
+                written = %state.written_offset,
+                durable = %state.durable_offset,
                 "partition offline: {err}"
             );
             state.poisoned = Some(err);

@@ -22,6 +22,7 @@ use super::{Partition, State};
 use crate::config::LogConfig;
 use crate::error::OpenError;
 use crate::io::Notify;
+use crate::offset::{FilePos, LeaderEpoch, Offset};
 use crate::segment::index::{OffsetIndex, TimeIndex};
 use crate::segment::recovery::{scan, Damage};
 use crate::segment::{parse_file_name, Segment};
@@ -61,7 +62,10 @@ pub(super) async fn open(
         segments.insert(base, segment);
     }
     if segments.is_empty() {
-        let base = checkpoint.recovery_offset().unwrap_or(0).max(0);
+        let base = checkpoint
+            .recovery_offset()
+            .unwrap_or(Offset::ZERO)
+            .max(Offset::ZERO);
         let segment = Segment::create(&*storage, dir, base)
             .map_err(|err| OpenError::io("create segment", Segment::log_path(dir, base), err))?;
         storage
@@ -84,7 +88,7 @@ pub(super) async fn open(
     } else {
         tracing::warn!(
             partition = %dir.display(),
-            recovery_offset,
+            recovery_offset = %recovery_offset,
             "not closed cleanly: recovering (every batch from the checkpoint is checked)"
         );
         recover(
@@ -103,7 +107,7 @@ pub(super) async fn open(
     let next_offset = active.next_offset;
     let active_base = active.base_offset;
     let active_size = active.written_size;
-    let sealed: BTreeSet<i64> = segments
+    let sealed: BTreeSet<Offset> = segments
         .keys()
         .copied()
         .filter(|&b| b != active_base)
@@ -117,13 +121,13 @@ pub(super) async fn open(
         checkpoint_offset: recovery_offset,
         written_file: None,
         durable_end: (active_base, active_size),
-        sync_wanted: 0,
+        sync_wanted: Offset::ZERO,
         sync_asked_at: None,
         pending: VecDeque::new(),
         poisoned: None,
         closing: false,
         checkpoint_due: false,
-        leader_epoch: 0,
+        leader_epoch: LeaderEpoch(0),
         producers: Default::default(),
     };
     let partition = Rc::new(Partition {
@@ -168,8 +172,8 @@ pub(super) async fn open(
     Ok(partition)
 }
 
-fn list_segments(names: &[String]) -> Vec<i64> {
-    let mut bases: Vec<i64> = names
+fn list_segments(names: &[String]) -> Vec<Offset> {
+    let mut bases: Vec<Offset> = names
         .iter()
         .filter_map(|name| parse_file_name(name, "log"))
         .collect();
@@ -197,9 +201,9 @@ fn remove_leftover_temporaries(
 /// only each segment's tail past its last index entry. Returns whether anything was rebuilt.
 async fn load_all(
     storage: &Rc<dyn Storage>,
-    segments: &mut BTreeMap<i64, Segment>,
+    segments: &mut BTreeMap<Offset, Segment>,
     interval: u32,
-    rebuilt: &mut Vec<i64>,
+    rebuilt: &mut Vec<Offset>,
 ) -> Result<(), OpenError> {
     for segment in segments.values_mut() {
         if load_segment(storage, segment, interval).await? {
@@ -220,11 +224,11 @@ async fn load_segment(
     if let Some((index, time_index)) = read_index_files(&**storage, segment, file_len) {
         if let Some(last) = index.last() {
             segment.adopt_indexes(index, time_index);
-            segment.next_offset = segment.base_offset + i64::from(last.relative_offset);
+            segment.next_offset = segment.base_offset.plus(i64::from(last.relative_offset));
             let damage = scan(
                 storage,
                 segment,
-                u64::from(last.position),
+                FilePos(u64::from(last.position)),
                 file_len,
                 interval,
             )
@@ -237,7 +241,7 @@ async fn load_segment(
         }
     }
     segment.reset_indexes();
-    let damage = scan(storage, segment, 0, file_len, interval)
+    let damage = scan(storage, segment, FilePos::ZERO, file_len, interval)
         .await
         .map_err(|err| OpenError::io("read segment", segment.file.path(), err))?;
     if let Some(damage) = damage {
@@ -249,7 +253,7 @@ async fn load_segment(
 fn read_index_files(
     storage: &dyn Storage,
     segment: &Segment,
-    file_len: u64,
+    file_len: FilePos,
 ) -> Option<(OffsetIndex, TimeIndex)> {
     let dir = segment.file.path().parent()?;
     let index_bytes = storage
@@ -258,7 +262,7 @@ fn read_index_files(
     let time_bytes = storage
         .read_file(&Segment::time_index_path(dir, segment.base_offset))
         .ok()?;
-    let index = OffsetIndex::from_bytes(&index_bytes, file_len)?;
+    let index = OffsetIndex::from_bytes(&index_bytes, file_len.get())?;
     let max_relative = index.last().map_or(0, |e| e.relative_offset);
     let time_index = TimeIndex::from_bytes(&time_bytes, max_relative)?;
     Some((index, time_index))
@@ -269,12 +273,12 @@ fn read_index_files(
 async fn recover(
     storage: &Rc<dyn Storage>,
     dir: &Path,
-    segments: &mut BTreeMap<i64, Segment>,
-    recovery_offset: i64,
+    segments: &mut BTreeMap<Offset, Segment>,
+    recovery_offset: Offset,
     interval: u32,
-    rebuilt: &mut Vec<i64>,
+    rebuilt: &mut Vec<Offset>,
 ) -> Result<(), OpenError> {
-    let bases: Vec<i64> = segments.keys().copied().collect();
+    let bases: Vec<Offset> = segments.keys().copied().collect();
     // The segment holding the checkpoint: the last whose base is at or below it.
     let first_scanned = bases
         .iter()
@@ -293,7 +297,7 @@ async fn recover(
         rebuilt.push(base);
         segment.reset_indexes();
         let file_len = segment.size;
-        let damage = scan(storage, segment, 0, file_len, interval)
+        let damage = scan(storage, segment, FilePos::ZERO, file_len, interval)
             .await
             .map_err(|err| OpenError::io("read segment", segment.file.path(), err))?;
         // A segment that ends cleanly but short of the next one's base lost its tail: the next
@@ -320,8 +324,8 @@ async fn recover(
         }
         tracing::warn!(
             file = %segment.file.path().display(),
-            position = damage.position,
-            offset = damage.expected_offset,
+            position = %damage.position,
+            offset = %damage.expected_offset,
             "torn tail truncated at recovery: {}",
             damage.reason
         );
@@ -341,7 +345,7 @@ async fn recover(
     if last.next_offset < recovery_offset {
         return Err(OpenError::Corrupt {
             path: last.file.path().to_path_buf(),
-            position: last.size,
+            position: last.size.get(),
             reason: format!(
                 "the log ends at offset {} but offsets below {recovery_offset} were flushed: \
                  flushed data is missing",
@@ -352,9 +356,13 @@ async fn recover(
     Ok(())
 }
 
-fn truncate(storage: &dyn Storage, segment: &mut Segment, position: u64) -> Result<(), OpenError> {
+fn truncate(
+    storage: &dyn Storage,
+    segment: &mut Segment,
+    position: FilePos,
+) -> Result<(), OpenError> {
     storage
-        .set_len(&**segment.file.disk_file(), position)
+        .set_len(&**segment.file.disk_file(), position.get())
         .map_err(|err| OpenError::io("truncate torn tail", segment.file.path(), err))?;
     segment.size = position;
     segment.written_size = position;
@@ -364,7 +372,7 @@ fn truncate(storage: &dyn Storage, segment: &mut Segment, position: u64) -> Resu
 fn corrupt(segment: &Segment, damage: Damage) -> OpenError {
     OpenError::Corrupt {
         path: segment.file.path().to_path_buf(),
-        position: damage.position,
+        position: damage.position.get(),
         reason: format!(
             "{} (offset {} lies below the recovery checkpoint: this data was flushed, so it is \
              not a torn write)",
@@ -373,7 +381,7 @@ fn corrupt(segment: &Segment, damage: Damage) -> OpenError {
     }
 }
 
-fn check_contiguous(segments: &BTreeMap<i64, Segment>) -> Result<(), OpenError> {
+fn check_contiguous(segments: &BTreeMap<Offset, Segment>) -> Result<(), OpenError> {
     let mut previous: Option<&Segment> = None;
     for segment in segments.values() {
         if let Some(prev) = previous {

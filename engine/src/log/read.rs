@@ -12,7 +12,9 @@ use std::sync::Arc;
 use super::Partition;
 use crate::error::ReadError;
 use crate::format::batch::{self, BatchHeader};
+use crate::offset::{FilePos, Offset};
 use crate::segment::cursor::{BatchCursor, CursorError};
+use crate::segment::index::OffsetEntry;
 use crate::segment::SegmentFile;
 use crate::storage::Storage;
 
@@ -24,7 +26,7 @@ const WALK_CHUNK_BYTES: usize = 16 * 1024;
 #[derive(Clone, Debug)]
 pub struct FileRange {
     pub file: Arc<SegmentFile>,
-    pub position: u64,
+    pub position: FilePos,
     pub len: u64,
 }
 
@@ -32,8 +34,8 @@ pub struct FileRange {
 #[derive(Clone, Debug)]
 pub struct ReadResult {
     pub ranges: Vec<FileRange>,
-    pub high_watermark: i64,
-    pub log_start_offset: i64,
+    pub high_watermark: Offset,
+    pub log_start_offset: Offset,
 }
 
 impl ReadResult {
@@ -49,7 +51,7 @@ struct HeaderWalker {
 }
 
 impl HeaderWalker {
-    fn new(storage: &Rc<dyn Storage>, file: &Arc<SegmentFile>, limit: u64) -> HeaderWalker {
+    fn new(storage: &Rc<dyn Storage>, file: &Arc<SegmentFile>, limit: FilePos) -> HeaderWalker {
         HeaderWalker {
             cursor: BatchCursor::new(
                 storage.clone(),
@@ -66,14 +68,14 @@ impl HeaderWalker {
             CursorError::Io(err) => crate::error::StorageError::new("read", &self.path, err).into(),
             CursorError::Damaged { position, reason } => ReadError::Inconsistent {
                 path: self.path.clone(),
-                position,
+                position: position.get(),
                 reason,
             },
         }
     }
 
     /// The header of the batch at `position`, which must be a batch boundary below the limit.
-    async fn header_at(&mut self, position: u64) -> Result<BatchHeader, ReadError> {
+    async fn header_at(&mut self, position: FilePos) -> Result<BatchHeader, ReadError> {
         match self.cursor.header_at(position).await {
             Ok(header) => Ok(header),
             Err(err) => Err(self.error(err)),
@@ -83,7 +85,7 @@ impl HeaderWalker {
     /// The whole batch at `position`, whose header was just read.
     async fn batch_at(
         &mut self,
-        position: u64,
+        position: FilePos,
         header: &BatchHeader,
     ) -> Result<Vec<u8>, ReadError> {
         match self.cursor.batch_at(position, header).await {
@@ -95,14 +97,14 @@ impl HeaderWalker {
 
 /// Where a read starts: the segment and the index entry at or below the wanted offset.
 struct Start {
-    segment_base: i64,
+    segment_base: Offset,
     file: Arc<SegmentFile>,
-    written_size: u64,
-    position: u64,
+    written_size: FilePos,
+    position: FilePos,
 }
 
 impl Partition {
-    fn out_of_range(&self, offset: i64) -> ReadError {
+    fn out_of_range(&self, offset: Offset) -> ReadError {
         let state = self.state.borrow();
         ReadError::OffsetOutOfRange {
             offset,
@@ -112,7 +114,7 @@ impl Partition {
     }
 
     /// Locates `offset`: Ok(None) when it is the high watermark (nothing to read yet).
-    fn start_for(&self, offset: i64) -> Result<Option<Start>, ReadError> {
+    fn start_for(&self, offset: Offset) -> Result<Option<Start>, ReadError> {
         let state = self.state.borrow();
         if let Some(err) = &state.poisoned {
             // Offline after a failed write or fdatasync: what an fdatasync covered is known to
@@ -136,7 +138,7 @@ impl Partition {
                 segment_base: segment.base_offset,
                 file: segment.file.clone(),
                 written_size: limit,
-                position: entry.map_or(0, |e| u64::from(e.position)).min(limit),
+                position: index_position(entry).min(limit),
             }));
         }
         if offset == state.written_offset {
@@ -156,14 +158,14 @@ impl Partition {
             segment_base: segment.base_offset,
             file: segment.file.clone(),
             written_size: segment.written_size,
-            position: entry.map_or(0, |e| u64::from(e.position)),
+            position: index_position(entry),
         }))
     }
 
     /// Whole batches from the one holding `offset`, at most `max_bytes` of them (but always at
     /// least one batch, as Kafka does, so a consumer can make progress past a large batch), as
     /// file ranges of one segment.
-    pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult, ReadError> {
+    pub async fn read(&self, offset: Offset, max_bytes: usize) -> Result<ReadResult, ReadError> {
         let (high_watermark, log_start_offset) = {
             let state = self.state.borrow();
             let end = match state.poisoned {
@@ -185,13 +187,13 @@ impl Partition {
         let mut position = start.position;
         let first = loop {
             let header = walker.header_at(position).await?;
-            if header.next_offset() > offset {
+            if Offset(header.next_offset()) > offset {
                 break header;
             }
-            position += header.size as u64;
+            position = position.plus(header.size as u64);
         };
         let begin = position;
-        let budget_end = begin.saturating_add(max_bytes as u64);
+        let budget_end = FilePos(begin.get().saturating_add(max_bytes as u64));
         let end = if start.written_size <= budget_end {
             start.written_size
         } else {
@@ -202,31 +204,31 @@ impl Partition {
                     .get(&start.segment_base)
                     .and_then(|s| {
                         s.index
-                            .floor_position(budget_end.min(u32::MAX as u64) as u32)
+                            .floor_position(budget_end.get().min(u32::MAX as u64) as u32)
                     })
-                    .map_or(begin, |e| u64::from(e.position).max(begin))
+                    .map_or(begin, |e| FilePos(u64::from(e.position)).max(begin))
             };
             let mut at = hint;
             loop {
                 let header = walker.header_at(at).await?;
-                if at + header.size as u64 > budget_end {
+                if at.plus(header.size as u64) > budget_end {
                     break at;
                 }
-                at += header.size as u64;
+                at = at.plus(header.size as u64);
             }
         };
-        let end = end.max(begin + first.size as u64);
+        let end = end.max(begin.plus(first.size as u64));
         result.ranges.push(FileRange {
             file: start.file,
             position: begin,
-            len: end - begin,
+            len: end.since(begin),
         });
         Ok(result)
     }
 
     /// Like [`Partition::read`], but returns the bytes (a copy through user space, for tests
     /// and tools; the broker splices the ranges instead).
-    pub async fn read_bytes(&self, offset: i64, max_bytes: usize) -> Result<Vec<u8>, ReadError> {
+    pub async fn read_bytes(&self, offset: Offset, max_bytes: usize) -> Result<Vec<u8>, ReadError> {
         let result = self.read(offset, max_bytes).await?;
         let mut out = Vec::with_capacity(result.bytes() as usize);
         for range in result.ranges {
@@ -236,7 +238,7 @@ impl Partition {
                 .read_at(
                     range.file.disk_file().clone(),
                     range.len as usize,
-                    range.position,
+                    range.position.get(),
                 )
                 .await
                 .map_err(|err| crate::error::StorageError::new("read", path, err))?;
@@ -273,7 +275,7 @@ impl Partition {
         let (from, producers) = loaded.unwrap_or((log_start, Default::default()));
         self.state.borrow_mut().producers = producers;
         let from = from.max(log_start);
-        let bases: Vec<i64> = self.state.borrow().segments.keys().copied().collect();
+        let bases: Vec<Offset> = self.state.borrow().segments.keys().copied().collect();
         for base in bases {
             let (file, size, start) = {
                 let state = self.state.borrow();
@@ -285,9 +287,9 @@ impl Partition {
                     segment
                         .index
                         .floor_offset(segment.relative(from))
-                        .map_or(0, |e| u64::from(e.position))
+                        .map_or(FilePos::ZERO, |e| FilePos(u64::from(e.position)))
                 } else {
-                    0
+                    FilePos::ZERO
                 };
                 (segment.file.clone(), segment.written_size, start)
             };
@@ -300,16 +302,16 @@ impl Partition {
                         .await
                         .map_err(|err| crate::OpenError::Corrupt {
                             path: self.dir.clone(),
-                            position,
+                            position: position.get(),
                             reason: format!("reading batch headers for producer state: {err}"),
                         })?;
-                if header.base_offset >= from {
+                if Offset(header.base_offset) >= from {
                     self.state
                         .borrow_mut()
                         .producers
                         .record(&header, header.max_timestamp);
                 }
-                position += header.size as u64;
+                position = position.plus(header.size as u64);
             }
         }
         Ok(())
@@ -322,7 +324,7 @@ impl Partition {
     pub async fn offset_for_timestamp(
         &self,
         timestamp_ms: i64,
-    ) -> Result<Option<(i64, i64)>, ReadError> {
+    ) -> Result<Option<(Offset, i64)>, ReadError> {
         let start = {
             let state = self.state.borrow();
             if let Some(err) = &state.poisoned {
@@ -343,7 +345,7 @@ impl Partition {
                 segment_base: segment.base_offset,
                 file: segment.file.clone(),
                 written_size: segment.written_size,
-                position: entry.map_or(0, |e| u64::from(e.position)),
+                position: index_position(entry),
             }
         };
         let mut walker = HeaderWalker::new(&self.storage, &start.file, start.written_size);
@@ -352,18 +354,26 @@ impl Partition {
             let header = walker.header_at(position).await?;
             if header.max_timestamp >= timestamp_ms {
                 if header.compression() != 0 {
-                    return Ok(Some((header.base_offset, header.max_timestamp)));
+                    return Ok(Some((Offset(header.base_offset), header.max_timestamp)));
                 }
                 let bytes = walker.batch_at(position, &header).await?;
                 let found = batch::records(&bytes)
                     .and_then(|records| records.into_iter().find(|r| r.timestamp >= timestamp_ms))
-                    .map(|r| (header.base_offset + i64::from(r.offset_delta), r.timestamp));
+                    .map(|r| {
+                        let offset = Offset(header.base_offset).plus(i64::from(r.offset_delta));
+                        (offset, r.timestamp)
+                    });
                 return Ok(Some(
-                    found.unwrap_or((header.base_offset, header.max_timestamp)),
+                    found.unwrap_or((Offset(header.base_offset), header.max_timestamp)),
                 ));
             }
-            position += header.size as u64;
+            position = position.plus(header.size as u64);
         }
         Ok(None)
     }
+}
+
+/// The byte position an index entry points at (the segment's start without one).
+fn index_position(entry: Option<OffsetEntry>) -> FilePos {
+    entry.map_or(FilePos::ZERO, |e| FilePos(u64::from(e.position)))
 }

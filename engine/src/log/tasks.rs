@@ -18,6 +18,7 @@ use super::{Job, Partition};
 use crate::config::FsyncPolicy;
 use crate::error::StorageError;
 use crate::io::{spawn, timeout};
+use crate::offset::Offset;
 use crate::segment::{Segment, SegmentFile};
 use crate::storage::{OpenMode, Storage};
 use crate::timing::{self, Stage};
@@ -33,7 +34,7 @@ impl Partition {
     }
 
     /// Writes the segment's index files and flushes them, the log file and the directory.
-    pub(super) async fn flush_segment(&self, segment_base: i64) -> Result<(), StorageError> {
+    pub(super) async fn flush_segment(&self, segment_base: Offset) -> Result<(), StorageError> {
         let (file, index, time_index) = {
             let state = self.state.borrow();
             let segment = &state.segments[&segment_base];
@@ -97,7 +98,10 @@ impl Partition {
         Ok(())
     }
 
-    pub(super) async fn store_checkpoint(&self, recovery_offset: i64) -> Result<(), StorageError> {
+    pub(super) async fn store_checkpoint(
+        &self,
+        recovery_offset: Offset,
+    ) -> Result<(), StorageError> {
         let Some(mut checkpoint) = self.checkpoint.borrow_mut().take() else {
             return Ok(()); // another store is in progress; it covers an earlier offset
         };
@@ -127,7 +131,7 @@ impl Partition {
                 let started = timing::start();
                 let result = self
                     .storage
-                    .write_at(file.disk_file().clone(), bufs, position)
+                    .write_at(file.disk_file().clone(), bufs, position.get())
                     .await;
                 timing::record_since(Stage::Write, started);
                 if let Err(err) = result {
@@ -135,7 +139,7 @@ impl Partition {
                 }
                 let mut state = self.state.borrow_mut();
                 if let Some(segment) = state.segments.get_mut(&segment_base) {
-                    segment.written_size = position + bytes;
+                    segment.written_size = position.plus(bytes);
                 }
                 state.written_offset = end_offset;
                 state.written_file = Some(file);
@@ -236,7 +240,7 @@ async fn run_syncer(partition: Rc<Partition>) {
             let position = state
                 .segments
                 .get(&file.base_offset())
-                .map_or(0, |s| s.written_size);
+                .map_or(crate::offset::FilePos::ZERO, |s| s.written_size);
             (state.written_offset, file, position)
         };
         timing::record_since(Stage::WaitForSync, asked_at);

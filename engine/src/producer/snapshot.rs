@@ -16,6 +16,7 @@
 //! | per producer: id (8), epoch (2), last timestamp (8), batch count (1), per batch: first sequence (4), last sequence (4), first offset (8), last offset (8) | … |
 //! | CRC-32 (IEEE) of everything above | 4 |
 
+use crate::offset::Offset;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
@@ -24,16 +25,16 @@ use super::{BatchMeta, ProducerEntry, ProducerState, BATCHES_REMEMBERED};
 const MAGIC: &[u8; 4] = b"RTPS";
 const VERSION: u16 = 1;
 
-pub fn file_name(offset: i64) -> String {
-    format!("{offset:020}.snapshot")
+pub fn file_name(offset: Offset) -> String {
+    crate::segment::file_name(offset, "snapshot")
 }
 
-pub fn encode(state: &ProducerState, offset: i64) -> Vec<u8> {
+pub fn encode(state: &ProducerState, offset: Offset) -> Vec<u8> {
     let mut out = Vec::with_capacity(24 + state.len() * 64);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_be_bytes());
     out.extend_from_slice(&0u16.to_be_bytes());
-    out.extend_from_slice(&offset.to_be_bytes());
+    out.extend_from_slice(&offset.get().to_be_bytes());
     out.extend_from_slice(&(state.len() as u32).to_be_bytes());
     let mut producers: Vec<_> = state.entries().collect();
     producers.sort_by_key(|(id, _)| **id);
@@ -65,7 +66,7 @@ impl Cursor<'_> {
 }
 
 /// Decodes a snapshot; None if it is torn, corrupt or of another version.
-pub fn decode(bytes: &[u8]) -> Option<(i64, ProducerState)> {
+pub fn decode(bytes: &[u8]) -> Option<(Offset, ProducerState)> {
     let (body, crc) = bytes.split_at_checked(bytes.len().checked_sub(4)?)?;
     if crc32fast::hash(body) != u32::from_be_bytes(crc.try_into().ok()?) {
         return None;
@@ -75,7 +76,7 @@ pub fn decode(bytes: &[u8]) -> Option<(i64, ProducerState)> {
         return None;
     }
     cursor.take::<2>()?;
-    let offset = i64::from_be_bytes(cursor.take::<8>()?);
+    let offset = Offset(i64::from_be_bytes(cursor.take::<8>()?));
     let count = u32::from_be_bytes(cursor.take::<4>()?);
     let mut state = ProducerState::default();
     for _ in 0..count {
@@ -111,8 +112,8 @@ pub fn decode(bytes: &[u8]) -> Option<(i64, ProducerState)> {
 }
 
 /// Snapshot files in `dir`, newest offset first.
-pub fn list(storage: &dyn crate::storage::Storage, dir: &Path) -> Vec<(i64, PathBuf)> {
-    let mut found: Vec<(i64, PathBuf)> = storage
+pub fn list(storage: &dyn crate::storage::Storage, dir: &Path) -> Vec<(Offset, PathBuf)> {
+    let mut found: Vec<(Offset, PathBuf)> = storage
         .list(dir)
         .unwrap_or_default()
         .into_iter()
@@ -159,13 +160,13 @@ mod tests {
     #[test]
     fn snapshots_round_trip() {
         let state = state();
-        let bytes = encode(&state, 1234);
-        assert_eq!(decode(&bytes), Some((1234, state)));
+        let bytes = encode(&state, Offset(1234));
+        assert_eq!(decode(&bytes), Some((Offset(1234), state)));
     }
 
     #[test]
     fn torn_or_damaged_snapshots_are_rejected() {
-        let bytes = encode(&state(), 1234);
+        let bytes = encode(&state(), Offset(1234));
         for len in 0..bytes.len() {
             assert_eq!(decode(&bytes[..len]), None, "cut at {len}");
         }

@@ -12,6 +12,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::format::batch::{self, BatchHeader, HEADER_LEN, LENGTH_PREFIX_LEN};
+use crate::offset::FilePos;
 use crate::storage::{DiskFile, Storage};
 
 /// Why the cursor could not hand out a batch.
@@ -20,17 +21,17 @@ pub enum CursorError {
     /// Reading the file failed.
     Io(std::io::Error),
     /// The bytes at `position` are not a whole, well-formed batch within the limit.
-    Damaged { position: u64, reason: String },
+    Damaged { position: FilePos, reason: String },
 }
 
 /// Reads batches of one segment file, a chunk at a time.
 pub struct BatchCursor {
     storage: Rc<dyn Storage>,
     file: Arc<dyn DiskFile>,
-    limit: u64,
+    limit: FilePos,
     chunk_bytes: usize,
     buf: Vec<u8>,
-    buf_position: u64,
+    buf_position: FilePos,
 }
 
 impl BatchCursor {
@@ -39,7 +40,7 @@ impl BatchCursor {
     pub fn new(
         storage: Rc<dyn Storage>,
         file: Arc<dyn DiskFile>,
-        limit: u64,
+        limit: FilePos,
         chunk_bytes: usize,
     ) -> BatchCursor {
         BatchCursor {
@@ -48,23 +49,23 @@ impl BatchCursor {
             limit,
             chunk_bytes,
             buf: Vec::new(),
-            buf_position: 0,
+            buf_position: FilePos::ZERO,
         }
     }
 
-    pub fn limit(&self) -> u64 {
+    pub fn limit(&self) -> FilePos {
         self.limit
     }
 
     /// Makes `[position, position + need)` available in the buffer; `need` must fit the limit.
-    async fn fill(&mut self, position: u64, need: usize) -> Result<&[u8], CursorError> {
-        let buffered_end = self.buf_position + self.buf.len() as u64;
-        if position < self.buf_position || position + need as u64 > buffered_end {
-            let available = self.limit.saturating_sub(position);
+    async fn fill(&mut self, position: FilePos, need: usize) -> Result<&[u8], CursorError> {
+        let buffered_end = self.buf_position.plus(self.buf.len() as u64);
+        if position < self.buf_position || position.plus(need as u64) > buffered_end {
+            let available = self.limit.get().saturating_sub(position.get());
             let len = (self.chunk_bytes.max(need) as u64).min(available) as usize;
             self.buf = self
                 .storage
-                .read_at(self.file.clone(), len, position)
+                .read_at(self.file.clone(), len, position.get())
                 .await
                 .map_err(CursorError::Io)?;
             self.buf_position = position;
@@ -75,14 +76,14 @@ impl BatchCursor {
                 });
             }
         }
-        let at = (position - self.buf_position) as usize;
+        let at = position.since(self.buf_position) as usize;
         Ok(&self.buf[at..at + need])
     }
 
     /// The header of the batch starting at `position` (a batch boundary), once its length is
     /// known to fit within the limit.
-    pub async fn header_at(&mut self, position: u64) -> Result<BatchHeader, CursorError> {
-        let remaining = self.limit.saturating_sub(position);
+    pub async fn header_at(&mut self, position: FilePos) -> Result<BatchHeader, CursorError> {
+        let remaining = self.limit.get().saturating_sub(position.get());
         let damaged = |reason: String| CursorError::Damaged { position, reason };
         if remaining < LENGTH_PREFIX_LEN as u64 {
             return Err(damaged(format!("{remaining} stray bytes at the end")));
@@ -101,7 +102,7 @@ impl BatchCursor {
     /// The whole batch whose header [`BatchCursor::header_at`] returned for `position`.
     pub async fn batch_at(
         &mut self,
-        position: u64,
+        position: FilePos,
         header: &BatchHeader,
     ) -> Result<&[u8], CursorError> {
         self.fill(position, header.size).await

@@ -18,28 +18,29 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::format::batch::BatchHeader;
+use crate::offset::{FilePos, Offset};
 use crate::storage::{DiskFile, OpenMode, Storage};
 use index::{OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
 
 /// `<20-digit base offset>.<extension>`, as Kafka names segment files.
-pub fn file_name(base_offset: i64, extension: &str) -> String {
-    format!("{base_offset:020}.{extension}")
+pub fn file_name(base_offset: Offset, extension: &str) -> String {
+    format!("{:020}.{extension}", base_offset.get())
 }
 
 /// The base offset a segment file name encodes, if it is one of ours with this extension.
-pub fn parse_file_name(name: &str, extension: &str) -> Option<i64> {
+pub fn parse_file_name(name: &str, extension: &str) -> Option<Offset> {
     let stem = name.strip_suffix(extension)?.strip_suffix('.')?;
     if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    stem.parse().ok()
+    stem.parse().ok().map(Offset)
 }
 
 /// An open `.log` file. Holds the file open for as long as any reader holds it.
 #[derive(Debug)]
 pub struct SegmentFile {
     file: Arc<dyn DiskFile>,
-    base_offset: i64,
+    base_offset: Offset,
 }
 
 impl SegmentFile {
@@ -47,7 +48,7 @@ impl SegmentFile {
         self.file.path()
     }
 
-    pub fn base_offset(&self) -> i64 {
+    pub fn base_offset(&self) -> Offset {
         self.base_offset
     }
 
@@ -68,14 +69,14 @@ impl AsRawFd for SegmentFile {
 }
 
 pub struct Segment {
-    pub base_offset: i64,
+    pub base_offset: Offset,
     pub file: Arc<SegmentFile>,
     /// Bytes appended, including those still queued for writing.
-    pub size: u64,
+    pub size: FilePos,
     /// Bytes known to be in the file (their write completed).
-    pub written_size: u64,
+    pub written_size: FilePos,
     /// The offset after the last appended batch.
-    pub next_offset: i64,
+    pub next_offset: Offset,
     pub index: OffsetIndex,
     pub time_index: TimeIndex,
     /// Newest batch timestamp seen in the segment (-1 when empty).
@@ -83,24 +84,24 @@ pub struct Segment {
     /// When the segment started, for `segment.ms`: its first batch's timestamp, or the wall
     /// clock when that was not set.
     pub rolling_base_ms: Option<i64>,
-    last_indexed_position: Option<u64>,
+    last_indexed_position: Option<FilePos>,
 }
 
 impl Segment {
-    pub fn log_path(dir: &Path, base_offset: i64) -> PathBuf {
+    pub fn log_path(dir: &Path, base_offset: Offset) -> PathBuf {
         dir.join(file_name(base_offset, "log"))
     }
 
-    pub fn index_path(dir: &Path, base_offset: i64) -> PathBuf {
+    pub fn index_path(dir: &Path, base_offset: Offset) -> PathBuf {
         dir.join(file_name(base_offset, "index"))
     }
 
-    pub fn time_index_path(dir: &Path, base_offset: i64) -> PathBuf {
+    pub fn time_index_path(dir: &Path, base_offset: Offset) -> PathBuf {
         dir.join(file_name(base_offset, "timeindex"))
     }
 
     /// The three files of the segment at `base_offset`: log, offset index, time index.
-    pub fn paths(dir: &Path, base_offset: i64) -> [PathBuf; 3] {
+    pub fn paths(dir: &Path, base_offset: Offset) -> [PathBuf; 3] {
         [
             Segment::log_path(dir, base_offset),
             Segment::index_path(dir, base_offset),
@@ -109,21 +110,21 @@ impl Segment {
     }
 
     /// Creates an empty segment file; fails if one exists.
-    pub fn create(storage: &dyn Storage, dir: &Path, base_offset: i64) -> io::Result<Segment> {
+    pub fn create(storage: &dyn Storage, dir: &Path, base_offset: Offset) -> io::Result<Segment> {
         let path = Segment::log_path(dir, base_offset);
         let file = storage.open(&path, OpenMode::CreateNew)?;
-        Ok(Segment::with_file(file, base_offset, 0))
+        Ok(Segment::with_file(file, base_offset, FilePos::ZERO))
     }
 
     /// Opens an existing segment file; its indexes start empty (load or rebuild them next).
-    pub fn open(storage: &dyn Storage, dir: &Path, base_offset: i64) -> io::Result<Segment> {
+    pub fn open(storage: &dyn Storage, dir: &Path, base_offset: Offset) -> io::Result<Segment> {
         let path = Segment::log_path(dir, base_offset);
         let file = storage.open(&path, OpenMode::Existing)?;
         let len = storage.len(&*file)?;
-        Ok(Segment::with_file(file, base_offset, len))
+        Ok(Segment::with_file(file, base_offset, FilePos(len)))
     }
 
-    fn with_file(file: Arc<dyn DiskFile>, base_offset: i64, len: u64) -> Segment {
+    fn with_file(file: Arc<dyn DiskFile>, base_offset: Offset, len: FilePos) -> Segment {
         Segment {
             base_offset,
             file: Arc::new(SegmentFile { file, base_offset }),
@@ -139,12 +140,12 @@ impl Segment {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.size == 0
+        self.size == FilePos::ZERO
     }
 
     /// Offset relative to the segment's base, as the index files store it.
-    pub fn relative(&self, offset: i64) -> u32 {
-        let relative = offset - self.base_offset;
+    pub fn relative(&self, offset: Offset) -> u32 {
+        let relative = offset.since(self.base_offset);
         assert!(
             (0..=i64::from(u32::MAX)).contains(&relative),
             "offset {offset} outside segment {}",
@@ -158,22 +159,23 @@ impl Segment {
     pub fn record(
         &mut self,
         header: &BatchHeader,
-        position: u64,
+        position: FilePos,
         interval_bytes: u32,
         now_ms: i64,
     ) {
         assert_eq!(
-            header.base_offset, self.next_offset,
+            Offset(header.base_offset),
+            self.next_offset,
             "offsets must be contiguous"
         );
         let due = match self.last_indexed_position {
             None => true,
-            Some(last) => position - last >= u64::from(interval_bytes),
+            Some(last) => position.since(last) >= u64::from(interval_bytes),
         };
         self.max_timestamp = self.max_timestamp.max(header.max_timestamp);
         if due {
-            let relative_offset = self.relative(header.base_offset);
-            let position32 = u32::try_from(position).expect("segments stay below 4 GiB");
+            let relative_offset = self.relative(Offset(header.base_offset));
+            let position32 = u32::try_from(position.get()).expect("segments stay below 4 GiB");
             self.index.push(OffsetEntry {
                 relative_offset,
                 position: position32,
@@ -191,13 +193,13 @@ impl Segment {
                 now_ms
             });
         }
-        self.next_offset = header.next_offset();
-        self.size = position + header.size as u64;
+        self.next_offset = Offset(header.next_offset());
+        self.size = position.plus(header.size as u64);
     }
 
     /// Adopts loaded index files, after which `record` continues from the log's end.
     pub fn adopt_indexes(&mut self, index: OffsetIndex, time_index: TimeIndex) {
-        self.last_indexed_position = index.last().map(|e| u64::from(e.position));
+        self.last_indexed_position = index.last().map(|e| FilePos(u64::from(e.position)));
         if let Some(last) = time_index.last() {
             self.max_timestamp = self.max_timestamp.max(last.timestamp);
         }
@@ -222,8 +224,11 @@ mod tests {
 
     #[test]
     fn file_names_round_trip() {
-        assert_eq!(file_name(42, "log"), "00000000000000000042.log");
-        assert_eq!(parse_file_name("00000000000000000042.log", "log"), Some(42));
+        assert_eq!(file_name(Offset(42), "log"), "00000000000000000042.log");
+        assert_eq!(
+            parse_file_name("00000000000000000042.log", "log"),
+            Some(Offset(42))
+        );
         assert_eq!(parse_file_name("00000000000000000042.index", "log"), None);
         assert_eq!(parse_file_name("0000000000000000042.log", "log"), None);
         assert_eq!(parse_file_name("0000000000000000004x.log", "log"), None);

@@ -9,6 +9,7 @@
 use std::rc::Rc;
 
 use crate::format::batch::{self, BatchError};
+use crate::offset::{FilePos, Offset};
 use crate::storage::Storage;
 
 use super::cursor::{BatchCursor, CursorError};
@@ -20,9 +21,9 @@ const SCAN_CHUNK_BYTES: usize = 1 << 20;
 /// Where and why a scan stopped before the end of the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Damage {
-    pub position: u64,
+    pub position: FilePos,
     /// The offset the damaged batch should have started with.
-    pub expected_offset: i64,
+    pub expected_offset: Offset,
     pub reason: String,
 }
 
@@ -32,8 +33,8 @@ pub struct Damage {
 pub async fn scan(
     storage: &Rc<dyn Storage>,
     segment: &mut Segment,
-    start_position: u64,
-    file_len: u64,
+    start_position: FilePos,
+    file_len: FilePos,
     interval_bytes: u32,
 ) -> std::io::Result<Option<Damage>> {
     let outcome = scan_batches(storage, segment, start_position, file_len, interval_bytes).await;
@@ -44,8 +45,8 @@ pub async fn scan(
 async fn scan_batches(
     storage: &Rc<dyn Storage>,
     segment: &mut Segment,
-    start_position: u64,
-    file_len: u64,
+    start_position: FilePos,
+    file_len: FilePos,
     interval_bytes: u32,
 ) -> std::io::Result<Option<Damage>> {
     let mut cursor = BatchCursor::new(
@@ -58,7 +59,7 @@ async fn scan_batches(
     segment.size = start_position;
     while position < file_len {
         let expected_offset = segment.next_offset;
-        let damage = |position: u64, reason: String| {
+        let damage = |position: FilePos, reason: String| {
             Ok(Some(Damage {
                 position,
                 expected_offset,
@@ -70,7 +71,7 @@ async fn scan_batches(
             Err(CursorError::Io(err)) => return Err(err),
             Err(CursorError::Damaged { position, reason }) => return damage(position, reason),
         };
-        if header.base_offset != expected_offset {
+        if Offset(header.base_offset) != expected_offset {
             return damage(
                 position,
                 format!(
@@ -88,7 +89,7 @@ async fn scan_batches(
             return damage(position, err.to_string());
         }
         segment.record(&header, position, interval_bytes, -1);
-        position += header.size as u64;
+        position = position.plus(header.size as u64);
     }
     Ok(None)
 }

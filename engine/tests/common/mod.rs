@@ -10,7 +10,7 @@ use proptest::strategy::Strategy;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
 use ringtail_engine::format::batch;
 use ringtail_engine::io::{Runtime, RuntimeConfig};
-use ringtail_engine::{LogConfig, Partition};
+use ringtail_engine::{LogConfig, Offset, Partition};
 
 /// Runs `future` on a fresh runtime, as a shard thread would. Dropping the runtime afterwards
 /// without closing partitions is how tests simulate kill -9.
@@ -69,7 +69,7 @@ pub async fn read_all(log: &Partition) -> Vec<(i64, Vec<u8>)> {
         let (_, last) = batches
             .last()
             .expect("a read below the high watermark returns a batch");
-        offset = batch::parse_header(last).expect("header").next_offset();
+        offset = Offset(batch::parse_header(last).expect("header").next_offset());
         out.extend(batches);
     }
     out

@@ -11,7 +11,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
-use ringtail_engine::{FileRange, ReadResult};
+use ringtail_engine::{FileRange, Offset, ReadResult};
 
 use super::errors::read_error_code;
 use super::{Part, Response};
@@ -240,12 +240,12 @@ async fn read_one(
                     log_start_offset: partition.log_start_offset(),
                 });
             }
-            match partition.read(offset, limit as usize).await {
+            match partition.read(Offset(offset), limit as usize).await {
                 Ok(result) => Answer::Data(result),
                 Err(err) => Answer::Error {
                     code: read_error_code(&err),
-                    high_watermark: partition.high_watermark(),
-                    log_start_offset: partition.log_start_offset(),
+                    high_watermark: partition.high_watermark().get(),
+                    log_start_offset: partition.log_start_offset().get(),
                 },
             }
         })
@@ -265,7 +265,7 @@ async fn wait_for_data(shard: &Rc<Shard>, target: &Target, wait: Duration) {
     let job = move |owner_shard: Rc<Shard>| -> LocalFuture<()> {
         Box::pin(async move {
             if let Some(partition) = owner_shard.partition(&topic, index) {
-                let _ = timeout(wait, partition.wait_high_watermark_above(offset)).await;
+                let _ = timeout(wait, partition.wait_high_watermark_above(Offset(offset))).await;
             }
         })
     };
@@ -301,8 +301,8 @@ fn encode(header: &RequestHeader, request: &Request, answers: Vec<Vec<Answer>>) 
             let (code, high_watermark, log_start_offset, ranges) = match answer {
                 Answer::Data(result) => (
                     error_code::NONE,
-                    result.high_watermark,
-                    result.log_start_offset,
+                    result.high_watermark.get(),
+                    result.log_start_offset.get(),
                     result.ranges,
                 ),
                 Answer::Error {

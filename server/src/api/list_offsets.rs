@@ -97,8 +97,8 @@ async fn lookup(
                 return (error_code::UNKNOWN_TOPIC_OR_PARTITION, -1, -1);
             };
             let target = match timestamp {
-                LATEST => return (error_code::NONE, partition.high_watermark(), -1),
-                EARLIEST => return (error_code::NONE, partition.log_start_offset(), -1),
+                LATEST => return (error_code::NONE, partition.high_watermark().get(), -1),
+                EARLIEST => return (error_code::NONE, partition.log_start_offset().get(), -1),
                 MAX_TIMESTAMP => partition.max_timestamp(),
                 t if t < 0 => return (error_code::INVALID_REQUEST, -1, -1),
                 t => t,
@@ -107,7 +107,9 @@ async fn lookup(
                 return (error_code::NONE, -1, -1);
             }
             match partition.offset_for_timestamp(target).await {
-                Ok(Some((offset, found_timestamp))) => (error_code::NONE, offset, found_timestamp),
+                Ok(Some((offset, found_timestamp))) => {
+                    (error_code::NONE, offset.get(), found_timestamp)
+                }
                 Ok(None) => (error_code::NONE, -1, -1),
                 Err(err) => (read_error_code(&err), -1, -1),
             }

@@ -11,6 +11,7 @@ use kafka_protocol::messages::produce_response::{
 };
 use kafka_protocol::messages::TopicName;
 use ringtail_engine::format::batch;
+use ringtail_engine::Offset;
 
 use super::errors::append_error_code;
 use super::metadata::find_or_create;
@@ -289,7 +290,7 @@ fn append_on_owner(shard: &Rc<Shard>, work: Vec<Work>, acks: i16) -> LocalFuture
             }
         }
         let mut first: Option<ringtail_engine::AppendInfo> = None;
-        let mut last_offset = -1;
+        let mut last_offset = Offset(-1);
         let mut failure = None;
         for batch in item.batches {
             match partition.append(batch, now) {
@@ -308,8 +309,8 @@ fn append_on_owner(shard: &Rc<Shard>, work: Vec<Work>, acks: i16) -> LocalFuture
             (None, Some(info)) => {
                 outcomes.push(Outcome {
                     error_code: error_code::NONE,
-                    base_offset: info.base_offset,
-                    log_start_offset: info.log_start_offset,
+                    base_offset: info.base_offset.get(),
+                    log_start_offset: info.log_start_offset.get(),
                 });
                 if acks != 0 {
                     waits.push((i, partition, last_offset));

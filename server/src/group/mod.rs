@@ -1343,7 +1343,7 @@ async fn replay(log: &Partition, groups: &mut HashMap<String, Group>) -> Result<
                 ringtail_engine::format::batch::parse_header(rest).map_err(|e| e.to_string())?;
             let (batch, after) = rest.split_at(header.size.min(rest.len()));
             rest = after;
-            offset = header.next_offset();
+            offset = ringtail_engine::Offset(header.next_offset());
             for (key, value) in
                 keyed_records(batch).ok_or("an offsets batch holds malformed records")?
             {
