@@ -58,7 +58,7 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: Rc<TcpListener>) {
             }
             Either::Left(Err(e)) => {
                 if let Some(held_back) = ACCEPT_FAILED_LOG.admit() {
-                    warn!(shard = shard.id, held_back, "accept failed: {e}");
+                    warn!(shard = %shard.id, held_back, "accept failed: {e}");
                 }
                 // Out of descriptors or memory: back off rather than spin.
                 rio::sleep(Duration::from_millis(10)).await;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use crate::shard::{LocalFuture, Shard};
+use crate::shard::{LocalFuture, Shard, ShardId};
 use crate::topics::{new_topic_id, validate_name, Topic};
 
 pub struct NewTopic {
@@ -38,7 +38,7 @@ pub async fn create_topics(
         Box::pin(async move { create_on_controller(&controller, topics, validate_only).await })
     };
     shard
-        .on_shard(0, work)
+        .on_shard(ShardId::CONTROLLER, work)
         .await
         .unwrap_or_else(|| vec![Err(CreateError::Storage("the controller stopped".into())); count])
 }
@@ -127,7 +127,7 @@ async fn create_on_controller(
     results
 }
 
-fn unique_owners(topic: &Topic) -> Vec<usize> {
+fn unique_owners(topic: &Topic) -> Vec<ShardId> {
     let mut owners = topic.shards.clone();
     owners.sort_unstable();
     owners.dedup();
@@ -162,7 +162,7 @@ pub async fn delete_topic(shard: &Rc<Shard>, name: String) -> Result<bool, Strin
                 .map_err(|e| format!("cannot store the topic registry: {e}"))?;
             drop_everywhere(&controller, &name, &topic).await;
             // Committed offsets of the topic go too, on every shard's coordinator.
-            for owner in 0..controller.shared.config.shards {
+            for owner in controller.shared.shard_ids() {
                 let name = name.clone();
                 controller
                     .on_shard(owner, move |s: Rc<Shard>| -> LocalFuture<()> {
@@ -174,7 +174,7 @@ pub async fn delete_topic(shard: &Rc<Shard>, name: String) -> Result<bool, Strin
         })
     };
     shard
-        .on_shard(0, work)
+        .on_shard(ShardId::CONTROLLER, work)
         .await
         .unwrap_or_else(|| Err("the controller stopped".into()))
 }

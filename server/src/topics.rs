@@ -13,6 +13,7 @@
 //! crc32 <8 hex digits of the CRC-32 of every byte above>
 //! ```
 
+use crate::shard::ShardId;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -28,7 +29,7 @@ pub struct Topic {
     pub name: String,
     pub id: TopicId,
     /// Owner shard of each partition.
-    pub shards: Vec<usize>,
+    pub shards: Vec<ShardId>,
     /// Per-topic config overrides, under Kafka's names.
     pub configs: BTreeMap<String, String>,
 }
@@ -47,7 +48,7 @@ impl Topic {
             name: crate::group::offsets::CONSUMER_OFFSETS.to_string(),
             id: crate::group::offsets::CONSUMER_OFFSETS_ID,
             shards: (0..crate::group::offsets::PARTITIONS as usize)
-                .map(|p| p % shards)
+                .map(|p| ShardId(p % shards))
                 .collect(),
             // What the offsets logs are (group::Coordinator::open), for DescribeConfigs.
             configs: [
@@ -88,7 +89,7 @@ impl Registry {
     fn load(&self, shards: usize) -> Vec<usize> {
         let mut load = vec![0; shards];
         for topic in self.topics.values() {
-            for &shard in &topic.shards {
+            for &ShardId(shard) in &topic.shards {
                 if shard < shards {
                     load[shard] += 1;
                 }
@@ -98,7 +99,7 @@ impl Registry {
     }
 
     /// Assigns `count` new partitions to the least loaded shards.
-    pub fn assign(&self, count: usize, shards: usize) -> Vec<usize> {
+    pub fn assign(&self, count: usize, shards: usize) -> Vec<ShardId> {
         let mut load = self.load(shards);
         (0..count)
             .map(|_| {
@@ -108,7 +109,7 @@ impl Registry {
                     .min_by_key(|&(i, n)| (*n, i))
                     .expect("at least one shard");
                 load[shard] += 1;
-                shard
+                ShardId(shard)
             })
             .collect()
     }
@@ -190,7 +191,7 @@ pub fn encode(registry: &Registry) -> String {
     out.push_str(HEADER);
     out.push('\n');
     for topic in registry.topics.values() {
-        let shards: Vec<String> = topic.shards.iter().map(usize::to_string).collect();
+        let shards: Vec<String> = topic.shards.iter().map(ShardId::to_string).collect();
         let configs = if topic.configs.is_empty() {
             "-".to_string()
         } else {
@@ -237,6 +238,7 @@ pub fn decode(text: &str) -> Result<Registry, String> {
             .split(',')
             .map(|s| {
                 s.parse::<usize>()
+                    .map(ShardId)
                     .map_err(|_| format!("bad shard list in {line:?}"))
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -337,7 +339,10 @@ mod tests {
         let mut registry = Registry::default();
         let mut configs = BTreeMap::new();
         configs.insert("retention.ms".to_string(), "1000".to_string());
-        for (name, shards) in [("a", vec![0, 1]), ("b.c-d_e", vec![1])] {
+        for (name, shards) in [
+            ("a", vec![ShardId(0), ShardId(1)]),
+            ("b.c-d_e", vec![ShardId(1)]),
+        ] {
             registry.topics.insert(
                 name.into(),
                 Arc::new(Topic {
@@ -369,7 +374,7 @@ mod tests {
     #[test]
     fn assignment_balances_shards() {
         let registry = Registry::default();
-        assert_eq!(registry.assign(5, 2), vec![0, 1, 0, 1, 0]);
+        assert_eq!(registry.assign(5, 2), [0, 1, 0, 1, 0].map(ShardId).to_vec());
         assert_ne!(new_topic_id(), new_topic_id());
     }
 }

@@ -18,7 +18,7 @@ use super::{Part, Response};
 use crate::protocol::reader::{DecodeError, Reader};
 use crate::protocol::{error_code, put_response_header, RequestHeader};
 use crate::shard::sync::{any, timeout};
-use crate::shard::{LocalFuture, Shard};
+use crate::shard::{LocalFuture, Shard, ShardId};
 use crate::topics::TopicId;
 
 pub(super) struct PartitionRequest {
@@ -122,7 +122,8 @@ impl Answer {
 struct Target {
     topic: Option<String>,
     index: i32,
-    owner: usize,
+    /// None: no such topic or partition.
+    owner: Option<ShardId>,
     fetch_offset: i64,
     max_bytes: i32,
 }
@@ -151,8 +152,7 @@ pub async fn handle(
                     index: p.index,
                     owner: found
                         .and_then(|t| usize::try_from(p.index).ok().and_then(|i| t.shards.get(i)))
-                        .copied()
-                        .unwrap_or(usize::MAX),
+                        .copied(),
                     fetch_offset: p.fetch_offset,
                     max_bytes: p.max_bytes,
                 })
@@ -172,8 +172,7 @@ pub async fn handle(
         let waits: Vec<_> = targets
             .iter()
             .flatten()
-            .filter(|t| t.owner != usize::MAX)
-            .map(|t| wait_for_data(shard, t, wait))
+            .filter_map(|t| Some(wait_for_data(shard, t, t.owner?, wait)))
             .collect();
         let _ = timeout(wait, any(waits)).await;
         answers = read_all(shard, &targets, request.max_bytes, unknown).await;
@@ -193,15 +192,14 @@ async fn read_all(
     for topic in targets {
         let mut topic_answers = Vec::with_capacity(topic.len());
         for target in topic {
-            let answer = match &target.topic {
-                _ if target.owner == usize::MAX => Answer::error(unknown),
-                None => Answer::error(unknown),
-                Some(name) => {
+            let answer = match (&target.topic, target.owner) {
+                (None, _) | (_, None) => Answer::error(unknown),
+                (Some(name), Some(owner)) => {
                     // Past the response's budget, partitions are still reported, without data.
                     let limit = (target.max_bytes.max(0) as u64).min(budget);
                     let answer = read_one(
                         shard,
-                        target.owner,
+                        owner,
                         name.clone(),
                         target.index,
                         target.fetch_offset,
@@ -221,7 +219,7 @@ async fn read_all(
 
 async fn read_one(
     shard: &Rc<Shard>,
-    owner: usize,
+    owner: ShardId,
     topic: String,
     index: i32,
     offset: i64,
@@ -257,7 +255,7 @@ async fn read_one(
 }
 
 /// Completes when the partition has data at or past the fetch offset, or after `wait`.
-async fn wait_for_data(shard: &Rc<Shard>, target: &Target, wait: Duration) {
+async fn wait_for_data(shard: &Rc<Shard>, target: &Target, owner: ShardId, wait: Duration) {
     let Some(topic) = target.topic.clone() else {
         return;
     };
@@ -269,7 +267,7 @@ async fn wait_for_data(shard: &Rc<Shard>, target: &Target, wait: Duration) {
             }
         })
     };
-    shard.on_shard(target.owner, job).await;
+    shard.on_shard(owner, job).await;
 }
 
 /// Builds the response: byte parts around spliced file ranges, with the size prefix covering

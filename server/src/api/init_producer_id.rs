@@ -11,7 +11,7 @@ use kafka_protocol::messages::ProducerId;
 use super::Response;
 use crate::protocol::reader::{DecodeError, Reader};
 use crate::protocol::{error_code, frame_response, RequestHeader};
-use crate::shard::{LocalFuture, Shard};
+use crate::shard::{LocalFuture, Shard, ShardId};
 
 pub(super) struct Request {
     transactional_id: Option<String>,
@@ -53,7 +53,7 @@ pub async fn handle(
     let allocate = |controller: Rc<Shard>| -> LocalFuture<Result<i64, String>> {
         Box::pin(async move { controller.allocate_producer_id() })
     };
-    match shard.on_shard(0, allocate).await {
+    match shard.on_shard(ShardId::CONTROLLER, allocate).await {
         Some(Ok(id)) => {
             response.producer_id = ProducerId(id);
             response.producer_epoch = 0;

@@ -40,7 +40,7 @@ pub async fn handle(
     let version = header.api_version;
     let (states, types) = decode(version, &mut body)?;
     let mut groups = Vec::new();
-    for owner in 0..shard.shared.config.shards {
+    for owner in shard.shared.shard_ids() {
         let work = |s: Rc<Shard>| -> LocalFuture<Vec<(String, String, &'static str)>> {
             Box::pin(async move { s.coordinator().list() })
         };

@@ -11,7 +11,7 @@ use super::errors::read_error_code;
 use super::{str_bytes, Response};
 use crate::protocol::reader::{DecodeError, Reader};
 use crate::protocol::{error_code, frame_response, RequestHeader};
-use crate::shard::{LocalFuture, Shard};
+use crate::shard::{LocalFuture, Shard, ShardId};
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
@@ -86,7 +86,7 @@ pub async fn handle(
 /// (error code, offset, timestamp) for one partition, computed on its owner.
 async fn lookup(
     shard: &Rc<Shard>,
-    owner: usize,
+    owner: ShardId,
     topic: String,
     index: i32,
     timestamp: i64,

@@ -19,7 +19,7 @@ use super::{str_bytes, Response};
 use crate::protocol::reader::{DecodeError, Reader};
 use crate::protocol::{error_code, frame_response, RequestHeader};
 use crate::shard::sync::{join_all, Receiver};
-use crate::shard::{LocalFuture, Shard};
+use crate::shard::{LocalFuture, Shard, ShardId};
 use ringtail_engine::timing::{self, Stage};
 use std::time::Instant;
 
@@ -150,7 +150,7 @@ pub async fn dispatch(
                 .ok_or(error_code::CORRUPT_MESSAGE)
                 .and_then(split_batches);
             match batches {
-                Ok(batches) => work_by_owner[owner].push(Work {
+                Ok(batches) => work_by_owner[owner.0].push(Work {
                     slot: (t, p),
                     topic: topic.name.clone(),
                     index: partition.index,
@@ -167,6 +167,7 @@ pub async fn dispatch(
         if work.is_empty() {
             continue;
         }
+        let owner = ShardId(owner);
         let slots: Vec<(usize, usize)> = work.iter().map(|w| w.slot).collect();
         let reply = if owner == shard.id {
             Reply::Local(append_on_owner(shard, work, acks))

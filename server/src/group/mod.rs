@@ -28,6 +28,7 @@ use ringtail_engine::storage::{OsStorage, Storage};
 use ringtail_engine::{FsyncPolicy, LogConfig, Partition};
 
 use crate::clock::{Clock, SystemClock};
+use crate::shard::ShardId;
 use ringtail_engine::io::Notify;
 
 use crate::protocol::error_code;
@@ -532,7 +533,7 @@ impl Coordinator {
     /// Opens this shard's offsets partitions under `data_dir` and replays their commits.
     pub async fn open(
         data_dir: &std::path::Path,
-        shard: usize,
+        shard: ShardId,
         shards: usize,
         config: GroupConfig,
     ) -> Result<Coordinator, crate::error::StartError> {
@@ -548,7 +549,7 @@ impl Coordinator {
     pub async fn open_on(
         backing: Backing,
         data_dir: &std::path::Path,
-        shard: usize,
+        shard: ShardId,
         shards: usize,
         config: GroupConfig,
     ) -> Result<Coordinator, crate::error::StartError> {
@@ -562,7 +563,7 @@ impl Coordinator {
             retention_bytes: None,
             ..LogConfig::default()
         };
-        for partition in (0..offsets::PARTITIONS).filter(|p| *p as usize % shards == shard) {
+        for partition in (0..offsets::PARTITIONS).filter(|p| *p as usize % shards == shard.0) {
             let dir = data_dir.join(format!("{}-{partition}", offsets::INTERNAL_PREFIX));
             let log = Partition::open_on(storage.clone(), &dir, log_config.clone())
                 .await

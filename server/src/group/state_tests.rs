@@ -47,9 +47,15 @@ async fn open(disk: &SimDisk, clock: &Rc<ManualClock>, config: GroupConfig) -> C
         storage: disk.storage(),
         clock: clock.clone(),
     };
-    Coordinator::open_on(backing, std::path::Path::new("/data"), 0, 1, config)
-        .await
-        .expect("open the coordinator on the simulated disk")
+    Coordinator::open_on(
+        backing,
+        std::path::Path::new("/data"),
+        ShardId(0),
+        1,
+        config,
+    )
+    .await
+    .expect("open the coordinator on the simulated disk")
 }
 
 /// Runs `test` with a coordinator on a fresh simulated disk, in virtual time.

@@ -48,7 +48,7 @@ fn commits_deletions_and_expiry_survive_a_reopen() {
     let dir = tempfile::tempdir().expect("tempdir");
     let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime");
     runtime.block_on(async {
-        let c = Coordinator::open(dir.path(), 0, 1, config(i64::MAX / 4))
+        let c = Coordinator::open(dir.path(), ShardId(0), 1, config(i64::MAX / 4))
             .await
             .expect("open");
         c.commit(
@@ -69,7 +69,7 @@ fn commits_deletions_and_expiry_survive_a_reopen() {
         c.close().await;
     });
     runtime.block_on(async {
-        let c = Coordinator::open(dir.path(), 0, 1, config(i64::MAX / 4))
+        let c = Coordinator::open(dir.path(), ShardId(0), 1, config(i64::MAX / 4))
             .await
             .expect("reopen");
         assert_eq!(
@@ -86,7 +86,7 @@ fn commits_deletions_and_expiry_survive_a_reopen() {
     });
     // With a 1 ms retention every empty group expires, durably.
     runtime.block_on(async {
-        let c = Coordinator::open(dir.path(), 0, 1, config(1))
+        let c = Coordinator::open(dir.path(), ShardId(0), 1, config(1))
             .await
             .expect("reopen");
         ringtail_engine::io::sleep(Duration::from_millis(5)).await;
@@ -95,7 +95,7 @@ fn commits_deletions_and_expiry_survive_a_reopen() {
         c.close().await;
     });
     runtime.block_on(async {
-        let c = Coordinator::open(dir.path(), 0, 1, config(i64::MAX / 4))
+        let c = Coordinator::open(dir.path(), ShardId(0), 1, config(i64::MAX / 4))
             .await
             .expect("reopen");
         assert!(offsets_of(&c, "g1").is_empty() && offsets_of(&c, "g2").is_empty());
@@ -124,7 +124,7 @@ fn the_classic_protocol_answers_as_kafka_does() {
     let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime");
     runtime.block_on(async {
         let c = Rc::new(
-            Coordinator::open(dir.path(), 0, 1, config(i64::MAX / 4))
+            Coordinator::open(dir.path(), ShardId(0), 1, config(i64::MAX / 4))
                 .await
                 .expect("open"),
         );
@@ -270,7 +270,7 @@ fn a_restarted_static_member_takes_its_place_back_without_a_rebalance() {
     let dir = tempfile::tempdir().expect("tempdir");
     let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime");
     runtime.block_on(async {
-        let c = Coordinator::open(dir.path(), 0, 1, config(i64::MAX / 4))
+        let c = Coordinator::open(dir.path(), ShardId(0), 1, config(i64::MAX / 4))
             .await
             .expect("open");
         // Static members need no MEMBER_ID_REQUIRED round trip.
@@ -348,7 +348,7 @@ fn compaction_keeps_every_live_offset_and_drops_the_superseded_segments() {
         ..config(i64::MAX / 4)
     };
     let expected = runtime.block_on(async {
-        let c = Coordinator::open(dir.path(), 0, 1, small())
+        let c = Coordinator::open(dir.path(), ShardId(0), 1, small())
             .await
             .expect("open");
         // Many commits over a few keys: most records are superseded.
@@ -385,7 +385,7 @@ fn compaction_keeps_every_live_offset_and_drops_the_superseded_segments() {
         expected
     });
     runtime.block_on(async {
-        let c = Coordinator::open(dir.path(), 0, 1, small())
+        let c = Coordinator::open(dir.path(), ShardId(0), 1, small())
             .await
             .expect("reopen");
         assert_eq!(

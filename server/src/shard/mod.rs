@@ -8,11 +8,13 @@
 //!
 //! Shard 0 is the controller: it alone changes the topic registry, one change at a time.
 
+mod partitions;
 pub mod sync;
+
+use partitions::PartitionMap;
 
 use crate::clock::{Clock, SystemClock};
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -42,6 +44,22 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 const PIPE_BYTES: usize = 1 << 20;
 
 /// A shard's mailbox, shared with every other shard.
+/// A shard's number: its index in `Shared::handles` (shard threads in core order). Which shard
+/// owns a partition, a group, the controller: never mixed with counts or partition numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ShardId(pub usize);
+
+impl ShardId {
+    /// The shard that runs the controller (topic registry, producer ids).
+    pub const CONTROLLER: ShardId = ShardId(0);
+}
+
+impl std::fmt::Display for ShardId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 pub struct ShardHandle {
     tx: crossbeam_channel::Sender<Job>,
     waker: Mutex<Option<Waker>>,
@@ -58,10 +76,15 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Every shard, in order.
+    pub fn shard_ids(&self) -> impl Iterator<Item = ShardId> {
+        (0..self.handles.len()).map(ShardId)
+    }
+
     /// Queues `job` on shard `target`, waiting (without blocking the thread) while its inbox is
     /// full.
-    pub async fn send(&self, target: usize, mut job: Job) {
-        let handle = &self.handles[target];
+    pub async fn send(&self, target: ShardId, mut job: Job) {
+        let handle = &self.handles[target.0];
         loop {
             match handle.tx.try_send(job) {
                 Ok(()) => break,
@@ -80,9 +103,9 @@ impl Shared {
 }
 
 pub struct Shard {
-    pub id: usize,
+    pub id: ShardId,
     pub shared: Arc<Shared>,
-    partitions: RefCell<HashMap<(String, i32), Rc<Partition>>>,
+    partitions: RefCell<PartitionMap>,
     registry: RefCell<(u64, Arc<Registry>)>,
     pipes: RefCell<Vec<Rc<Pipe>>>,
     /// Connections being served, for the drain at stop.
@@ -124,14 +147,11 @@ impl Shard {
             let partition = u32::try_from(partition).ok()?;
             return self.coordinator.borrow().as_ref()?.log(partition);
         }
-        self.partitions
-            .borrow()
-            .get(&(topic.to_string(), partition))
-            .cloned()
+        self.partitions.borrow().get(topic, partition).cloned()
     }
 
     /// Runs `work` on shard `target` and returns its result here. Local work runs directly.
-    pub async fn on_shard<T, F>(self: &Rc<Self>, target: usize, work: F) -> Option<T>
+    pub async fn on_shard<T, F>(self: &Rc<Self>, target: ShardId, work: F) -> Option<T>
     where
         T: Send + 'static,
         F: FnOnce(Rc<Shard>) -> LocalFuture<T> + Send + 'static,
@@ -146,7 +166,7 @@ impl Shard {
     /// the job is in the target's inbox: jobs sent from one shard to another start in the order
     /// they were sent, and `work` itself (not the future it returns) runs as the job starts, so
     /// what it does synchronously (appends) keeps that order.
-    pub async fn send_work<T, F>(&self, target: usize, work: F) -> sync::Receiver<T>
+    pub async fn send_work<T, F>(&self, target: ShardId, work: F) -> sync::Receiver<T>
     where
         T: Send + 'static,
         F: FnOnce(Rc<Shard>) -> LocalFuture<T> + Send + 'static,
@@ -238,27 +258,17 @@ impl Shard {
             }
             self.partitions
                 .borrow_mut()
-                .insert((topic.name.clone(), index), partition);
+                .insert(&topic.name, index, partition);
         }
         Ok(())
     }
 
     /// Closes and removes this shard's partitions of `topic`, deleting their directories.
     pub async fn drop_partitions(self: &Rc<Self>, topic: &str) {
-        let doomed: Vec<((String, i32), Rc<Partition>)> = {
-            let mut partitions = self.partitions.borrow_mut();
-            let keys: Vec<_> = partitions
-                .keys()
-                .filter(|(t, _)| t == topic)
-                .cloned()
-                .collect();
-            keys.into_iter()
-                .filter_map(|k| partitions.remove(&k).map(|p| (k, p)))
-                .collect()
-        };
-        for ((topic, index), partition) in doomed {
+        let doomed = self.partitions.borrow_mut().remove_topic(topic);
+        for (key, partition) in doomed {
             let _ = partition.close().await;
-            let dir = self.partition_dir(&topic, index);
+            let dir = self.partition_dir(&key.topic, key.partition);
             if let Err(e) = crate::partition_dirs::delete(&dir) {
                 warn!("cannot remove {}: {e}", dir.display());
             }
@@ -267,7 +277,11 @@ impl Shard {
 
     /// Waits for the controller to be free, then holds it until the guard drops.
     pub async fn controller(self: &Rc<Self>) -> ControllerGuard {
-        assert_eq!(self.id, 0, "registry changes run on shard 0");
+        assert_eq!(
+            self.id,
+            ShardId::CONTROLLER,
+            "registry changes run on the controller shard"
+        );
         loop {
             let notified = self.controller_free.notified();
             if !self.controller_busy.get() {
@@ -281,8 +295,8 @@ impl Shard {
     }
 
     /// The shard that coordinates `group` (the owner of its internal offsets partition).
-    pub fn group_owner(&self, group: &str) -> usize {
-        crate::group::offsets::partition_of(group) as usize % self.shared.config.shards
+    pub fn group_owner(&self, group: &str) -> ShardId {
+        ShardId(crate::group::offsets::partition_of(group) as usize % self.shared.config.shards)
     }
 
     /// This shard's group coordinator (opened before the shard serves requests).
@@ -309,7 +323,7 @@ impl Shard {
     /// Applies retention to every local partition.
     fn enforce_retention(&self) {
         let now = self.now_ms();
-        let partitions: Vec<Rc<Partition>> = self.partitions.borrow().values().cloned().collect();
+        let partitions: Vec<Rc<Partition>> = self.partitions.borrow().logs().cloned().collect();
         for partition in partitions {
             if let Err(e) = partition.enforce_retention(now) {
                 error!("retention failed in {}: {e}", partition.dir().display());
@@ -504,9 +518,9 @@ fn shard_thread(
             })?;
     }
     let shard = Rc::new(Shard {
-        id,
+        id: ShardId(id),
         shared: shared.clone(),
-        partitions: RefCell::new(HashMap::new()),
+        partitions: RefCell::new(PartitionMap::default()),
         registry: RefCell::new((0, Arc::new(Registry::default()))),
         pipes: RefCell::new(Vec::new()),
         connections: Cell::new(0),
@@ -561,7 +575,7 @@ async fn shard_main(
     let group_task = rio::spawn(crate::group::run_timers(coordinator, GROUP_TIMER_TICK));
     let retention_task = rio::spawn(run_retention(shard.clone()));
     let accept_task = rio::spawn(crate::conn::accept_loop(shard.clone(), Rc::new(listener)));
-    info!(shard = shard.id, "shard ready");
+    info!(shard = %shard.id, "shard ready");
     while !shard.stopped.get() {
         let notified = shard.stop.notified();
         if shard.stopped.get() {
@@ -589,12 +603,7 @@ async fn shard_main(
     // Stopped, not detached: neither may run while the logs close, or after.
     retention_task.abort();
     group_task.abort();
-    let partitions: Vec<Rc<Partition>> = shard
-        .partitions
-        .borrow_mut()
-        .drain()
-        .map(|(_, p)| p)
-        .collect();
+    let partitions = shard.partitions.borrow_mut().take_all();
     // All at once: their flushes overlap (9,000 partitions closed one by one took 6 s).
     let closed = sync::join_all(partitions.iter().map(|p| p.close()).collect()).await;
     let mut failed = 0;
@@ -612,7 +621,7 @@ async fn shard_main(
     inbox_task.abort();
     if failed > 0 {
         return Err(StartError::Close {
-            shard: shard.id,
+            shard: shard.id.0,
             failed,
         });
     }
@@ -621,7 +630,7 @@ async fn shard_main(
 
 /// Runs jobs sent by other shards.
 async fn run_inbox(shard: Rc<Shard>, inbox: crossbeam_channel::Receiver<Job>) {
-    let handle = &shard.shared.handles[shard.id];
+    let handle = &shard.shared.handles[shard.id.0];
     std::future::poll_fn(|cx| loop {
         match inbox.try_recv() {
             Ok(job) => job(&shard),
