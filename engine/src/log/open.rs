@@ -86,11 +86,14 @@ pub(super) async fn open(
     if clean {
         load_all(&storage, &mut segments, interval, &mut rebuilt).await?;
     } else {
-        tracing::warn!(
-            partition = %dir.display(),
-            recovery_offset = %recovery_offset,
-            "not closed cleanly: recovering (every batch from the checkpoint is checked)"
-        );
+        if !bases.is_empty() {
+            // (A new log has nothing to recover: no warning for it.)
+            tracing::warn!(
+                partition = %dir.display(),
+                recovery_offset = %recovery_offset,
+                "not closed cleanly: recovering (every batch from the checkpoint is checked)"
+            );
+        }
         recover(
             &storage,
             dir,
