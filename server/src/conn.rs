@@ -1,5 +1,5 @@
-//! Connections: the accept loop and one task per connection that reads frames, answers them in
-//! order and writes the responses (splicing record bytes for fetches).
+//! Connections: one task per connection (started by the accept loop in `broker`) that reads
+//! frames, answers them in order and writes the responses (splicing record bytes for fetches).
 //!
 //! Runs on the shard that accepted the connection: a reader task takes requests in, in order,
 //! and a writer task sends the answers in the same order. Produce requests are pipelined (up to
@@ -11,18 +11,18 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
-use ringtail_engine::io::{self as rio, accept, recv, send_all, splice_to_socket, Notify};
+use ringtail_engine::io::{self as rio, recv, send_all, splice_to_socket, Notify};
 use ringtail_engine::timing::{self, Stage};
 use tracing::{debug, warn};
 
 use crate::api::{self, Handled, Part, Response};
-use crate::conn_limits::{reserve, ConnectionLimits, Permit, RateLimitedLog, Reservation};
+use crate::conn_limits::{reserve, Permit, Reservation};
 use crate::protocol::parse_header;
 use crate::shard::sync::{self, select, Either};
 use crate::shard::{Shard, Shared};
@@ -31,46 +31,6 @@ use crate::shard::{Shard, Shared};
 const RECV_CHUNK_BYTES: usize = 256 * 1024;
 /// An idle connection keeps at most this much buffer capacity.
 const IDLE_BUFFER_BYTES: usize = 64 * 1024;
-
-pub async fn accept_loop(shard: Rc<Shard>, listener: Rc<TcpListener>) {
-    loop {
-        let stop = shard.stop.notified();
-        if shard.stopped.get() {
-            return;
-        }
-        match select(accept(listener.clone()), stop).await {
-            Either::Left(Ok(stream)) => {
-                let ip = match stream.peer_addr() {
-                    Ok(addr) => addr.ip(),
-                    Err(_) => continue, // already gone
-                };
-                match ConnectionLimits::admit(&shard.shared, ip) {
-                    Ok(permit) => {
-                        let _ = stream.set_nodelay(true);
-                        drop(rio::spawn(serve(shard.clone(), Rc::new(stream), permit)));
-                    }
-                    Err(limit) => {
-                        if let Some(held_back) = REFUSED_LOG.admit() {
-                            warn!(%ip, held_back, "connection refused: over {limit}");
-                        }
-                    }
-                }
-            }
-            Either::Left(Err(e)) => {
-                if let Some(held_back) = ACCEPT_FAILED_LOG.admit() {
-                    warn!(shard = %shard.id, held_back, "accept failed: {e}");
-                }
-                // Out of descriptors or memory: back off rather than spin.
-                rio::sleep(Duration::from_millis(10)).await;
-            }
-            Either::Right(()) => return,
-        }
-    }
-}
-
-/// Accept failures and refusals under a flood: logged once per 10 s, with the count held back.
-static ACCEPT_FAILED_LOG: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(10));
-static REFUSED_LOG: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(10));
 
 struct ConnectionCount(Rc<Shard>);
 
@@ -135,7 +95,7 @@ impl Outbox {
     }
 }
 
-async fn serve(shard: Rc<Shard>, stream: Rc<TcpStream>, _permit: Permit) {
+pub(crate) async fn serve(shard: Rc<Shard>, stream: Rc<TcpStream>, _permit: Permit) {
     shard.connections.set(shard.connections.get() + 1);
     let _count = ConnectionCount(shard.clone());
     let peer = stream

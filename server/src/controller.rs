@@ -7,7 +7,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::shard::{LocalFuture, Shard, ShardId};
-use crate::topics::{new_topic_id, validate_name, Topic};
+use crate::topics::{new_topic_id, validate_name, Topic, TopicConfig};
 
 pub struct NewTopic {
     pub name: String,
@@ -58,20 +58,20 @@ async fn create_on_controller(
             if new.name == crate::group::offsets::CONSUMER_OFFSETS {
                 return Err(CreateError::Exists);
             }
-            validate_name(&new.name).map_err(CreateError::InvalidName)?;
+            validate_name(&new.name).map_err(|e| CreateError::InvalidName(e.to_string()))?;
             if registry.get(&new.name).is_some() {
                 return Err(CreateError::Exists);
             }
             if !(1..=PARTITIONS_MAX).contains(&new.partitions) {
                 return Err(CreateError::InvalidPartitions(new.partitions));
             }
-            crate::api::configs::validate_topic_configs(&new.configs)
-                .map_err(CreateError::InvalidConfig)?;
+            let configs = TopicConfig::parse(&new.configs)
+                .map_err(|e| CreateError::InvalidConfig(e.to_string()))?;
             let topic = Arc::new(Topic {
                 name: new.name.clone(),
                 id: new_topic_id(),
                 shards: registry.assign(new.partitions as usize, shards),
-                configs: new.configs,
+                configs,
             });
             if !validate_only {
                 registry.topics.insert(topic.name.clone(), topic.clone());

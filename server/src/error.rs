@@ -39,8 +39,11 @@ pub enum StartError {
         path: PathBuf,
         source: ringtail_engine::OpenError,
     },
-    #[error("cannot replay the offsets log {path}: {reason}")]
-    OffsetsReplay { path: PathBuf, reason: String },
+    #[error("cannot replay the offsets log {path}: {source}")]
+    OffsetsReplay {
+        path: PathBuf,
+        source: crate::group::ReplayError,
+    },
     #[error("partition directory {path}: {source}")]
     PartitionDir { path: PathBuf, source: io::Error },
     #[error("shard {shard} panicked")]

@@ -1,10 +1,11 @@
 //! Ringtail's broker: the Kafka protocol on the storage engine, one shard per core.
 //!
-//! The binary (`main.rs`) parses the configuration and calls [`shard::run`]; the library exists
+//! The binary (`main.rs`) parses the configuration and calls [`broker::run`]; the library exists
 //! so that fuzz targets and tests can reach the request decoders.
 #![forbid(unsafe_code)]
 
 mod api;
+pub mod broker;
 pub mod clock;
 pub mod config;
 mod conn;

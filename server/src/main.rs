@@ -2,7 +2,7 @@
 #![forbid(unsafe_code)]
 
 use clap::Parser;
-use ringtail_server::{config, shard};
+use ringtail_server::{broker, config};
 
 fn main() {
     let args = match config::Args::try_parse() {
@@ -33,7 +33,7 @@ fn main() {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .init();
-    if let Err(failures) = shard::run(config) {
+    if let Err(failures) = broker::run(config) {
         for err in failures {
             eprintln!("ringtail: {err}");
         }

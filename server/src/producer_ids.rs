@@ -94,3 +94,12 @@ mod tests {
         );
     }
 }
+
+/// Why no producer id could be handed out (the client gets COORDINATOR_NOT_AVAILABLE).
+#[derive(Debug, thiserror::Error)]
+pub enum AllocateError {
+    #[error("producer ids live on the controller shard")]
+    NotController,
+    #[error("cannot reserve producer ids: {0}")]
+    Reserve(#[from] std::io::Error),
+}

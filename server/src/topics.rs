@@ -20,7 +20,165 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use ringtail_engine::LogConfig;
+
 use crate::error::StartError;
+
+/// How a topic's old records go: deleted by age and size, or (the internal offsets topic)
+/// compacted to the newest record per key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CleanupPolicy {
+    Delete,
+    Compact,
+}
+
+impl CleanupPolicy {
+    pub fn name(self) -> &'static str {
+        match self {
+            CleanupPolicy::Delete => "delete",
+            CleanupPolicy::Compact => "compact",
+        }
+    }
+}
+
+/// The topic configs a topic may set, under Kafka's names.
+pub const TOPIC_CONFIG_NAMES: [&str; 6] = [
+    "cleanup.policy",
+    "max.message.bytes",
+    "retention.bytes",
+    "retention.ms",
+    "segment.bytes",
+    "segment.ms",
+];
+
+/// A topic's config overrides, parsed and validated; None: the broker's default.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TopicConfig {
+    pub cleanup_policy: Option<CleanupPolicy>,
+    pub max_message_bytes: Option<usize>,
+    /// -1: no limit.
+    pub retention_bytes: Option<i64>,
+    /// -1: no limit.
+    pub retention_ms: Option<i64>,
+    pub segment_bytes: Option<u64>,
+    pub segment_ms: Option<i64>,
+}
+
+/// Why a topic config was refused (Kafka: INVALID_CONFIG, with this message).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TopicConfigError {
+    #[error("unknown or unsupported topic config {key:?}")]
+    Unknown { key: String },
+    #[error("invalid value {value:?} for {key}")]
+    Invalid { key: &'static str, value: String },
+}
+
+impl TopicConfig {
+    /// Parses configs as a client sends them (CreateTopics) or the registry stores them.
+    /// `cleanup.policy` may only be `delete` (compaction of user topics is not built yet).
+    pub fn parse(configs: &BTreeMap<String, String>) -> Result<TopicConfig, TopicConfigError> {
+        let mut config = TopicConfig::default();
+        for (key, value) in configs {
+            let Some(&name) = TOPIC_CONFIG_NAMES.iter().find(|n| **n == key.as_str()) else {
+                return Err(TopicConfigError::Unknown { key: key.clone() });
+            };
+            let invalid = || TopicConfigError::Invalid {
+                key: name,
+                value: value.clone(),
+            };
+            match name {
+                "cleanup.policy" if value == "delete" => {
+                    config.cleanup_policy = Some(CleanupPolicy::Delete)
+                }
+                "segment.bytes" => {
+                    let v = value.parse::<u64>().map_err(|_| invalid())?;
+                    if !(1024..=i32::MAX as u64).contains(&v) {
+                        return Err(invalid());
+                    }
+                    config.segment_bytes = Some(v);
+                }
+                "max.message.bytes" => {
+                    let v = value.parse::<usize>().map_err(|_| invalid())?;
+                    if v < 64 {
+                        return Err(invalid());
+                    }
+                    config.max_message_bytes = Some(v);
+                }
+                "segment.ms" => {
+                    let v = value.parse::<i64>().map_err(|_| invalid())?;
+                    if v <= 0 {
+                        return Err(invalid());
+                    }
+                    config.segment_ms = Some(v);
+                }
+                "retention.ms" | "retention.bytes" => {
+                    let v = value.parse::<i64>().map_err(|_| invalid())?;
+                    if v < -1 {
+                        return Err(invalid());
+                    }
+                    if name == "retention.ms" {
+                        config.retention_ms = Some(v);
+                    } else {
+                        config.retention_bytes = Some(v);
+                    }
+                }
+                _ => return Err(invalid()),
+            }
+        }
+        Ok(config)
+    }
+
+    /// Whether the topic sets `key` itself (DescribeConfigs' source).
+    pub fn is_set(&self, key: &str) -> bool {
+        self.to_map().contains_key(key)
+    }
+
+    /// The overrides under Kafka's names, as the registry stores them.
+    pub fn to_map(&self) -> BTreeMap<String, String> {
+        let entries = [
+            (
+                "cleanup.policy",
+                self.cleanup_policy.map(|p| p.name().to_string()),
+            ),
+            (
+                "max.message.bytes",
+                self.max_message_bytes.map(|v| v.to_string()),
+            ),
+            (
+                "retention.bytes",
+                self.retention_bytes.map(|v| v.to_string()),
+            ),
+            ("retention.ms", self.retention_ms.map(|v| v.to_string())),
+            ("segment.bytes", self.segment_bytes.map(|v| v.to_string())),
+            ("segment.ms", self.segment_ms.map(|v| v.to_string())),
+        ];
+        entries
+            .into_iter()
+            .filter_map(|(key, value)| value.map(|v| (key.to_string(), v)))
+            .collect()
+    }
+
+    /// The log settings of the topic: `defaults` with these overrides.
+    pub fn apply(&self, defaults: &LogConfig) -> LogConfig {
+        let mut log = defaults.clone();
+        if let Some(ms) = self.retention_ms {
+            log.retention_ms = (ms >= 0).then_some(ms);
+        }
+        if let Some(bytes) = self.retention_bytes {
+            log.retention_bytes = u64::try_from(bytes).ok();
+        }
+        if let Some(bytes) = self.segment_bytes {
+            log.segment_bytes = bytes;
+        }
+        if let Some(ms) = self.segment_ms {
+            log.segment_ms = ms;
+        }
+        if let Some(bytes) = self.max_message_bytes {
+            log.max_message_bytes = bytes;
+        }
+        log
+    }
+}
 
 pub type TopicId = [u8; 16];
 
@@ -30,8 +188,8 @@ pub struct Topic {
     pub id: TopicId,
     /// Owner shard of each partition.
     pub shards: Vec<ShardId>,
-    /// Per-topic config overrides, under Kafka's names.
-    pub configs: BTreeMap<String, String>,
+    /// Per-topic config overrides (Kafka's names), parsed and validated.
+    pub configs: TopicConfig,
 }
 
 impl Topic {
@@ -51,13 +209,12 @@ impl Topic {
                 .map(|p| ShardId(p % shards))
                 .collect(),
             // What the offsets logs are (group::Coordinator::open), for DescribeConfigs.
-            configs: [
-                ("cleanup.policy", "compact".to_string()),
-                ("retention.ms", "-1".to_string()),
-                ("segment.bytes", (64u64 << 20).to_string()),
-            ]
-            .map(|(k, v)| (k.to_string(), v))
-            .into(),
+            configs: TopicConfig {
+                cleanup_policy: Some(CleanupPolicy::Compact),
+                retention_ms: Some(-1),
+                segment_bytes: Some(64 << 20),
+                ..TopicConfig::default()
+            },
         }
     }
 }
@@ -116,32 +273,43 @@ impl Registry {
 }
 
 /// Kafka's rules for topic names: 1-249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
-pub fn validate_name(name: &str) -> Result<(), String> {
+/// Why a topic name was refused (Kafka: INVALID_TOPIC_EXCEPTION, with this message).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidTopicName {
+    #[error("topic name must be 1 to 249 characters, got {len}")]
+    Length { len: usize },
+    #[error("topic names starting with {prefix:?} are reserved")]
+    ReservedPrefix { prefix: &'static str },
+    #[error("topic name {name:?} is reserved for an internal topic")]
+    Reserved { name: String },
+    #[error("topic name cannot be \".\" or \"..\"")]
+    Dots,
+    #[error("topic name {name:?} contains {bad:?}: only ASCII letters, digits, '.', '_' and '-' are allowed")]
+    Character { name: String, bad: char },
+}
+
+pub fn validate_name(name: &str) -> Result<(), InvalidTopicName> {
     if name.is_empty() || name.len() > 249 {
-        return Err(format!(
-            "topic name must be 1 to 249 characters, got {}",
-            name.len()
-        ));
+        return Err(InvalidTopicName::Length { len: name.len() });
     }
-    if name.starts_with(crate::group::offsets::INTERNAL_PREFIX) {
-        return Err(format!(
-            "topic names starting with {:?} are reserved",
-            crate::group::offsets::INTERNAL_PREFIX
-        ));
+    let prefix = crate::group::offsets::INTERNAL_PREFIX;
+    if name.starts_with(prefix) {
+        return Err(InvalidTopicName::ReservedPrefix { prefix });
     }
     if RESERVED_NAMES.contains(&name) {
-        return Err(format!(
-            "topic name {name:?} is reserved for an internal topic"
-        ));
+        return Err(InvalidTopicName::Reserved { name: name.into() });
     }
     if name == "." || name == ".." {
-        return Err("topic name cannot be \".\" or \"..\"".into());
+        return Err(InvalidTopicName::Dots);
     }
     if let Some(bad) = name
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
     {
-        return Err(format!("topic name {name:?} contains {bad:?}: only ASCII letters, digits, '.', '_' and '-' are allowed"));
+        return Err(InvalidTopicName::Character {
+            name: name.into(),
+            bad,
+        });
     }
     Ok(())
 }
@@ -192,11 +360,11 @@ pub fn encode(registry: &Registry) -> String {
     out.push('\n');
     for topic in registry.topics.values() {
         let shards: Vec<String> = topic.shards.iter().map(ShardId::to_string).collect();
-        let configs = if topic.configs.is_empty() {
+        let stored = topic.configs.to_map();
+        let configs = if stored.is_empty() {
             "-".to_string()
         } else {
-            topic
-                .configs
+            stored
                 .iter()
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect::<Vec<_>>()
@@ -257,7 +425,8 @@ pub fn decode(text: &str) -> Result<Registry, String> {
                 name: name.to_string(),
                 id,
                 shards,
-                configs: config_map,
+                configs: TopicConfig::parse(&config_map)
+                    .map_err(|e| format!("bad config in {line:?}: {e}"))?,
             }),
         );
     }
@@ -337,8 +506,10 @@ mod tests {
     #[test]
     fn registry_round_trips_and_detects_damage() {
         let mut registry = Registry::default();
-        let mut configs = BTreeMap::new();
-        configs.insert("retention.ms".to_string(), "1000".to_string());
+        let configs = TopicConfig {
+            retention_ms: Some(1000),
+            ..TopicConfig::default()
+        };
         for (name, shards) in [
             ("a", vec![ShardId(0), ShardId(1)]),
             ("b.c-d_e", vec![ShardId(1)]),

@@ -1,7 +1,6 @@
 //! Topic configs: which ones a topic may override, the effective log settings of a topic, and
 //! DescribeConfigs (v0-4) for topics and the broker.
 
-use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -18,7 +17,7 @@ use crate::protocol::{
     error_code, finish_frame, frame_response, put_response_header, RequestHeader,
 };
 use crate::shard::Shard;
-use crate::topics::Topic;
+use crate::topics::{CleanupPolicy, Topic, TOPIC_CONFIG_NAMES};
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
@@ -30,60 +29,18 @@ const TYPE_STRING: i8 = 2;
 const TYPE_INT: i8 = 3;
 const TYPE_LONG: i8 = 5;
 
-/// Topic configs a topic may set, with their types.
-const TOPIC_CONFIGS: &[(&str, i8)] = &[
-    ("cleanup.policy", TYPE_STRING),
-    ("max.message.bytes", TYPE_INT),
-    ("retention.bytes", TYPE_LONG),
-    ("retention.ms", TYPE_LONG),
-    ("segment.bytes", TYPE_INT),
-    ("segment.ms", TYPE_LONG),
-];
-
-pub fn validate_topic_configs(configs: &BTreeMap<String, String>) -> Result<(), String> {
-    for (key, value) in configs {
-        let Some((_, kind)) = TOPIC_CONFIGS.iter().find(|(name, _)| name == key) else {
-            return Err(format!("unknown or unsupported topic config {key:?}"));
-        };
-        let ok = match (key.as_str(), *kind) {
-            ("cleanup.policy", _) => value == "delete",
-            ("segment.bytes", _) => value
-                .parse::<u64>()
-                .is_ok_and(|v| (1024..=i32::MAX as u64).contains(&v)),
-            ("max.message.bytes", _) => value.parse::<usize>().is_ok_and(|v| v >= 64),
-            ("segment.ms", _) => value.parse::<i64>().is_ok_and(|v| v > 0),
-            (_, TYPE_LONG) => value.parse::<i64>().is_ok_and(|v| v >= -1),
-            _ => true,
-        };
-        if !ok {
-            return Err(format!("invalid value {value:?} for {key}"));
-        }
+/// The type DescribeConfigs reports for each topic config.
+fn config_type(key: &str) -> i8 {
+    match key {
+        "cleanup.policy" => TYPE_STRING,
+        "max.message.bytes" | "segment.bytes" => TYPE_INT,
+        _ => TYPE_LONG,
     }
-    Ok(())
 }
 
-/// The broker's defaults overridden by the topic's own configs (validated at creation).
+/// The broker's defaults overridden by the topic's own configs.
 pub fn effective_log_config(config: &Config, topic: &Topic) -> LogConfig {
-    let mut log = config.topics.log.clone();
-    for (key, value) in &topic.configs {
-        match key.as_str() {
-            "retention.ms" => log.retention_ms = value.parse::<i64>().ok().filter(|v| *v >= 0),
-            "retention.bytes" => {
-                log.retention_bytes = value
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|v| *v >= 0)
-                    .map(|v| v as u64)
-            }
-            "segment.bytes" => log.segment_bytes = value.parse().unwrap_or(log.segment_bytes),
-            "segment.ms" => log.segment_ms = value.parse().unwrap_or(log.segment_ms),
-            "max.message.bytes" => {
-                log.max_message_bytes = value.parse().unwrap_or(log.max_message_bytes)
-            }
-            _ => {}
-        }
-    }
-    log
+    topic.configs.apply(&config.topics.log)
 }
 
 fn topic_entries(config: &Config, topic: &Topic) -> Vec<(String, String, i8, i8)> {
@@ -92,9 +49,10 @@ fn topic_entries(config: &Config, topic: &Topic) -> Vec<(String, String, i8, i8)
         match key {
             "cleanup.policy" => topic
                 .configs
-                .get("cleanup.policy")
-                .cloned()
-                .unwrap_or_else(|| "delete".into()),
+                .cleanup_policy
+                .unwrap_or(CleanupPolicy::Delete)
+                .name()
+                .to_string(),
             "max.message.bytes" => log.max_message_bytes.to_string(),
             "retention.bytes" => log.retention_bytes.map_or(-1, |v| v as i64).to_string(),
             "retention.ms" => log.retention_ms.unwrap_or(-1).to_string(),
@@ -103,15 +61,15 @@ fn topic_entries(config: &Config, topic: &Topic) -> Vec<(String, String, i8, i8)
             _ => String::new(),
         }
     };
-    TOPIC_CONFIGS
+    TOPIC_CONFIG_NAMES
         .iter()
-        .map(|(key, kind)| {
-            let source = if topic.configs.contains_key(*key) {
+        .map(|&key| {
+            let source = if topic.configs.is_set(key) {
                 SOURCE_TOPIC
             } else {
                 SOURCE_DEFAULT
             };
-            (key.to_string(), value(key), source, *kind)
+            (key.to_string(), value(key), source, config_type(key))
         })
         .collect()
 }

@@ -23,7 +23,13 @@ pub(super) struct Requested {
     configs: BTreeMap<String, String>,
 }
 
-pub(super) fn decode(body: &mut Reader) -> Result<(Vec<Requested>, bool), DecodeError> {
+/// A CreateTopics request.
+pub(super) struct Request {
+    pub topics: Vec<Requested>,
+    pub validate_only: bool,
+}
+
+pub(super) fn decode(body: &mut Reader) -> Result<Request, DecodeError> {
     let topics = body.structs(9, |body| {
         let name = body.string()?;
         let partitions = body.i32()?;
@@ -50,7 +56,10 @@ pub(super) fn decode(body: &mut Reader) -> Result<(Vec<Requested>, bool), Decode
     })?;
     let _timeout_ms = body.i32()?;
     let validate_only = body.bool()?;
-    Ok((topics, validate_only))
+    Ok(Request {
+        topics,
+        validate_only,
+    })
 }
 
 pub async fn handle(
@@ -58,7 +67,10 @@ pub async fn handle(
     header: &RequestHeader,
     mut body: Reader,
 ) -> Result<Response, DecodeError> {
-    let (requested, validate_only) = decode(&mut body)?;
+    let Request {
+        topics: requested,
+        validate_only,
+    } = decode(&mut body)?;
     let default_partitions = shard.shared.config.topics.num_partitions;
     let mut results: Vec<CreatableTopicResult> = Vec::with_capacity(requested.len());
     let mut to_create = Vec::new();

@@ -13,14 +13,20 @@ use crate::shard::Shard;
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
 
-pub(super) fn decode(version: i16, body: &mut Reader) -> Result<(i8, Vec<String>), DecodeError> {
+/// A FindCoordinator request: the key type (group or transaction) and the keys (one before v4).
+pub(super) struct Request {
+    pub key_type: i8,
+    pub keys: Vec<String>,
+}
+
+pub(super) fn decode(version: i16, body: &mut Reader) -> Result<Request, DecodeError> {
     if version >= 4 {
         let key_type = body.i8()?;
         let count = body.array(1)?;
         let keys = (0..count)
             .map(|_| body.string())
             .collect::<Result<_, _>>()?;
-        return Ok((key_type, keys));
+        return Ok(Request { key_type, keys });
     }
     let key = body.string()?;
     let key_type = if version >= 1 {
@@ -28,7 +34,10 @@ pub(super) fn decode(version: i16, body: &mut Reader) -> Result<(i8, Vec<String>
     } else {
         KEY_TYPE_GROUP
     };
-    Ok((key_type, vec![key]))
+    Ok(Request {
+        key_type,
+        keys: vec![key],
+    })
 }
 
 pub fn handle(
@@ -37,7 +46,7 @@ pub fn handle(
     mut body: Reader,
 ) -> Result<Response, DecodeError> {
     let version = header.api_version;
-    let (key_type, keys) = decode(version, &mut body)?;
+    let Request { key_type, keys } = decode(version, &mut body)?;
     let config = &shard.shared.config;
     // Transactions do not exist yet: refuse them with an error no client retries (Kafka's
     // answer to a principal that may not use the transactional id), so a transactional producer

@@ -9,10 +9,15 @@ use crate::protocol::reader::{DecodeError, Reader};
 use crate::protocol::{error_code, frame_response, RequestHeader};
 use crate::shard::{LocalFuture, Shard};
 
-pub(super) fn decode(
-    version: i16,
-    body: &mut Reader,
-) -> Result<(String, i32, String, Option<String>), DecodeError> {
+/// A Heartbeat request.
+pub(super) struct Request {
+    pub group: String,
+    pub generation: i32,
+    pub member_id: String,
+    pub instance_id: Option<String>,
+}
+
+pub(super) fn decode(version: i16, body: &mut Reader) -> Result<Request, DecodeError> {
     let group = body.string()?;
     let generation = body.i32()?;
     let member_id = body.string()?;
@@ -21,7 +26,12 @@ pub(super) fn decode(
     } else {
         None
     };
-    Ok((group, generation, member_id, instance_id))
+    Ok(Request {
+        group,
+        generation,
+        member_id,
+        instance_id,
+    })
 }
 
 pub async fn handle(
@@ -29,7 +39,12 @@ pub async fn handle(
     header: &RequestHeader,
     mut body: Reader,
 ) -> Result<Response, DecodeError> {
-    let (group, generation, member_id, instance_id) = decode(header.api_version, &mut body)?;
+    let Request {
+        group,
+        generation,
+        member_id,
+        instance_id,
+    } = decode(header.api_version, &mut body)?;
     let owner = shard.group_owner(&group);
     let work = move |owner: Rc<Shard>| -> LocalFuture<i16> {
         Box::pin(async move {

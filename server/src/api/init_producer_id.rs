@@ -9,6 +9,7 @@ use kafka_protocol::messages::init_producer_id_response::InitProducerIdResponse;
 use kafka_protocol::messages::ProducerId;
 
 use super::Response;
+use crate::producer_ids::AllocateError;
 use crate::protocol::reader::{DecodeError, Reader};
 use crate::protocol::{error_code, frame_response, RequestHeader};
 use crate::shard::{LocalFuture, Shard, ShardId};
@@ -50,7 +51,7 @@ pub async fn handle(
         response.producer_epoch = request.producer_epoch + 1;
         return Ok(Response::framed(frame_response(header, &response)));
     }
-    let allocate = |controller: Rc<Shard>| -> LocalFuture<Result<i64, String>> {
+    let allocate = |controller: Rc<Shard>| -> LocalFuture<Result<i64, AllocateError>> {
         Box::pin(async move { controller.allocate_producer_id() })
     };
     match shard.on_shard(ShardId::CONTROLLER, allocate).await {
@@ -58,7 +59,11 @@ pub async fn handle(
             response.producer_id = ProducerId(id);
             response.producer_epoch = 0;
         }
-        _ => response.error_code = error_code::COORDINATOR_NOT_AVAILABLE,
+        Some(Err(err)) => {
+            tracing::error!("InitProducerId: {err}");
+            response.error_code = error_code::COORDINATOR_NOT_AVAILABLE;
+        }
+        None => response.error_code = error_code::COORDINATOR_NOT_AVAILABLE,
     }
     Ok(Response::framed(frame_response(header, &response)))
 }

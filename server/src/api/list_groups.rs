@@ -10,11 +10,13 @@ use crate::protocol::reader::{DecodeError, Reader};
 use crate::protocol::{frame_response, RequestHeader};
 use crate::shard::{LocalFuture, Shard};
 
-/// (states filter, types filter): empty filters take every group.
-pub(super) fn decode(
-    version: i16,
-    body: &mut Reader,
-) -> Result<(Vec<String>, Vec<String>), DecodeError> {
+/// A ListGroups request's filters: empty filters take every group.
+pub(super) struct Request {
+    pub states: Vec<String>,
+    pub types: Vec<String>,
+}
+
+pub(super) fn decode(version: i16, body: &mut Reader) -> Result<Request, DecodeError> {
     let strings = |body: &mut Reader| -> Result<Vec<String>, DecodeError> {
         let count = body.array(1)?;
         (0..count).map(|_| body.string()).collect()
@@ -29,7 +31,7 @@ pub(super) fn decode(
     } else {
         Vec::new()
     };
-    Ok((states, types))
+    Ok(Request { states, types })
 }
 
 pub async fn handle(
@@ -38,7 +40,7 @@ pub async fn handle(
     mut body: Reader,
 ) -> Result<Response, DecodeError> {
     let version = header.api_version;
-    let (states, types) = decode(version, &mut body)?;
+    let Request { states, types } = decode(version, &mut body)?;
     let mut groups = Vec::new();
     for owner in shard.shared.shard_ids() {
         let work = |s: Rc<Shard>| -> LocalFuture<Vec<(String, String, &'static str)>> {

@@ -59,7 +59,13 @@ struct Work {
     batches: Vec<BytesMut>,
 }
 
-pub(super) fn decode(body: &mut Reader) -> Result<(i16, Vec<TopicData>), DecodeError> {
+/// A Produce request, as far as it is read.
+pub(super) struct Request {
+    pub acks: i16,
+    pub topics: Vec<TopicData>,
+}
+
+pub(super) fn decode(body: &mut Reader) -> Result<Request, DecodeError> {
     let _transactional_id = body.nullable_string()?;
     let acks = body.i16()?;
     let _timeout_ms = body.i32()?;
@@ -74,7 +80,7 @@ pub(super) fn decode(body: &mut Reader) -> Result<(i16, Vec<TopicData>), DecodeE
         Ok(TopicData { name, partitions })
     })?;
     body.tagged_fields()?;
-    Ok((acks, topics))
+    Ok(Request { acks, topics })
 }
 
 /// Splits a partition's records into whole batches (slices of the request buffer). Size limits
@@ -105,7 +111,7 @@ pub async fn dispatch(
     mut body: Reader,
 ) -> Result<LocalFuture<Response>, DecodeError> {
     let version = header.api_version;
-    let (acks, topics) = decode(&mut body)?;
+    let Request { acks, topics } = decode(&mut body)?;
     let mut outcomes: Vec<Vec<Outcome>> = Vec::with_capacity(topics.len());
     let mut work_by_owner: Vec<Vec<Work>> = (0..shard.shared.config.shards)
         .map(|_| Vec::new())

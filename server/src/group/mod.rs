@@ -35,16 +35,12 @@ use crate::protocol::error_code;
 use crate::shard::sync::{oneshot, Receiver, Sender};
 use offsets::{Committed, Key};
 
-pub const MEMBER_ID_REQUIRED: i16 = 79;
-pub const UNKNOWN_MEMBER_ID: i16 = 25;
-pub const ILLEGAL_GENERATION: i16 = 22;
-pub const REBALANCE_IN_PROGRESS: i16 = 27;
-pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
-pub const INVALID_SESSION_TIMEOUT: i16 = 26;
-pub const NON_EMPTY_GROUP: i16 = 68;
-pub const GROUP_ID_NOT_FOUND: i16 = 69;
-pub const INVALID_GROUP_ID: i16 = 24;
-pub const FENCED_INSTANCE_ID: i16 = 82;
+// The group coordinator's error codes, defined with every other Kafka code in one place.
+pub use crate::protocol::error_code::{
+    FENCED_INSTANCE_ID, GROUP_ID_NOT_FOUND, ILLEGAL_GENERATION, INCONSISTENT_GROUP_PROTOCOL,
+    INVALID_GROUP_ID, INVALID_SESSION_TIMEOUT, MEMBER_ID_REQUIRED, NON_EMPTY_GROUP,
+    REBALANCE_IN_PROGRESS, UNKNOWN_MEMBER_ID,
+};
 
 /// Kafka's `group.min.session.timeout.ms` and `group.max.session.timeout.ms`.
 const SESSION_TIMEOUT_MS: std::ops::RangeInclusive<i32> = 6_000..=1_800_000;
@@ -571,10 +567,10 @@ impl Coordinator {
                     path: dir.clone(),
                     source,
                 })?;
-            replay(&log, &mut groups).await.map_err(|reason| {
+            replay(&log, &mut groups).await.map_err(|source| {
                 crate::error::StartError::OffsetsReplay {
                     path: dir.clone(),
-                    reason,
+                    source,
                 }
             })?;
             logs.insert(partition, log);
@@ -1330,24 +1326,34 @@ fn group_metadata_record(group: &Group, now_ms: i64) -> (Vec<u8>, Vec<u8>) {
     )
 }
 
+/// Why an offsets log could not be replayed at start.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error(transparent)]
+    Read(#[from] ringtail_engine::ReadError),
+    #[error("a batch at offset {offset} does not parse: {source}")]
+    Batch {
+        offset: ringtail_engine::Offset,
+        source: ringtail_engine::format::batch::BatchError,
+    },
+    #[error("the batch at offset {offset} holds malformed records")]
+    Records { offset: ringtail_engine::Offset },
+}
+
 /// Rebuilds committed offsets from an offsets log, newest record winning.
-async fn replay(log: &Partition, groups: &mut HashMap<String, Group>) -> Result<(), String> {
+async fn replay(log: &Partition, groups: &mut HashMap<String, Group>) -> Result<(), ReplayError> {
     let mut offset = log.log_start_offset();
     while offset < log.high_watermark() {
-        let bytes = log
-            .read_bytes(offset, 8 << 20)
-            .await
-            .map_err(|e| e.to_string())?;
+        let bytes = log.read_bytes(offset, 8 << 20).await?;
         let mut rest = &bytes[..];
         while !rest.is_empty() {
-            let header =
-                ringtail_engine::format::batch::parse_header(rest).map_err(|e| e.to_string())?;
+            let header = ringtail_engine::format::batch::parse_header(rest)
+                .map_err(|source| ReplayError::Batch { offset, source })?;
             let (batch, after) = rest.split_at(header.size.min(rest.len()));
             rest = after;
+            let records = keyed_records(batch).ok_or(ReplayError::Records { offset })?;
             offset = ringtail_engine::Offset(header.next_offset());
-            for (key, value) in
-                keyed_records(batch).ok_or("an offsets batch holds malformed records")?
-            {
+            for (key, value) in records {
                 let Some(key) = offsets::decode_key(&key) else {
                     continue;
                 };

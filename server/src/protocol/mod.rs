@@ -260,7 +260,9 @@ pub fn finish_frame(mut buf: BytesMut) -> Bytes {
     buf.freeze()
 }
 
-/// Kafka error codes used by this broker.
+/// Kafka error codes used by this broker: the one place they are defined. Internal errors are
+/// mapped to them in `api::errors` (engine errors) and by the group coordinator (whose answers
+/// are Kafka's own state machine).
 pub mod error_code {
     pub const NONE: i16 = 0;
     pub const OFFSET_OUT_OF_RANGE: i16 = 1;
@@ -284,6 +286,16 @@ pub mod error_code {
     pub const UNKNOWN_PRODUCER_ID: i16 = 59;
     pub const UNKNOWN_TOPIC_ID: i16 = 100;
     pub const TOPIC_DELETION_DISABLED: i16 = 73;
+    pub const ILLEGAL_GENERATION: i16 = 22;
+    pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
+    pub const INVALID_GROUP_ID: i16 = 24;
+    pub const UNKNOWN_MEMBER_ID: i16 = 25;
+    pub const INVALID_SESSION_TIMEOUT: i16 = 26;
+    pub const REBALANCE_IN_PROGRESS: i16 = 27;
+    pub const NON_EMPTY_GROUP: i16 = 68;
+    pub const GROUP_ID_NOT_FOUND: i16 = 69;
+    pub const MEMBER_ID_REQUIRED: i16 = 79;
+    pub const FENCED_INSTANCE_ID: i16 = 82;
 }
 
 #[cfg(test)]
