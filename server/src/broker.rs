@@ -18,15 +18,14 @@ use tracing::{error, info, warn};
 use crate::config::Config;
 use crate::conn_limits::{ConnectionLimits, RateLimitedLog};
 use crate::error::StartError;
-use crate::shard::sync::{self, select, Either};
 use crate::shard::{Job, Shard, ShardHandle, ShardId, Shared};
+use crate::sync::{self, select, Either};
 use crate::topics::RegistryCell;
 
 /// Jobs waiting in one shard's inbox before senders must wait (backpressure).
 const INBOX_CAPACITY: usize = 4096;
 /// How long a stopping shard waits for in-flight requests to finish.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
-/// Pipe size for splicing fetch responses.
 
 /// Starts the shards and serves until SIGTERM or SIGINT; returns after a clean stop, or with
 /// every failure (the first shard to fail stops the others).
@@ -70,11 +69,11 @@ pub fn run(config: Config) -> Result<(), Vec<StartError>> {
         });
         inboxes.push(rx);
     }
-    let limits = crate::conn_limits::ConnectionLimits::new(
+    let limits = Arc::new(ConnectionLimits::new(
         config.max_connections,
         config.max_connections_per_ip,
         config.queued_max_request_bytes,
-    );
+    ));
     let shared = Arc::new(Shared {
         limits,
         config,
@@ -341,7 +340,7 @@ async fn accept_loop(shard: Rc<Shard>, listener: Rc<TcpListener>) {
                     Ok(addr) => addr.ip(),
                     Err(_) => continue, // already gone
                 };
-                match ConnectionLimits::admit(&shard.shared, ip) {
+                match ConnectionLimits::admit(&shard.shared.limits, ip) {
                     Ok(permit) => {
                         let _ = stream.set_nodelay(true);
                         drop(rio::spawn(crate::conn::serve(

@@ -24,8 +24,8 @@ use tracing::{debug, warn};
 use crate::api::{self, Handled, Part, Response};
 use crate::conn_limits::{reserve, Permit, Reservation};
 use crate::protocol::parse_header;
-use crate::shard::sync::{self, select, Either};
 use crate::shard::{Shard, Shared};
+use crate::sync::{self, select, Either};
 
 /// Read granularity: what one recv may add to the input buffer at most.
 const RECV_CHUNK_BYTES: usize = 256 * 1024;
@@ -280,7 +280,7 @@ async fn read_frame(
             "frame size {size} outside 0..={max_frame} (socket.request.max.bytes)"
         ));
     }
-    let reservation = reserve(shared, size as usize).await;
+    let reservation = reserve(&shared.limits, size as usize).await;
     input = fill(stream, input, 4 + size as usize).await?;
     let mut frame = input.split_to(4 + size as usize);
     frame.advance(4);

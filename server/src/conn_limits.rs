@@ -11,8 +11,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::shard::Shared;
-
 pub struct ConnectionLimits {
     max: usize,
     max_per_ip: usize,
@@ -24,13 +22,13 @@ pub struct ConnectionLimits {
 
 /// An admitted connection; dropping it gives its place back.
 pub struct Permit {
-    shared: Arc<Shared>,
+    limits: Arc<ConnectionLimits>,
     ip: IpAddr,
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        let mut counts = self.shared.limits.lock();
+        let mut counts = self.limits.lock();
         counts.0 -= 1;
         if let Some(n) = counts.1.get_mut(&self.ip) {
             *n -= 1;
@@ -57,8 +55,7 @@ impl ConnectionLimits {
     }
 
     /// A place for a connection from `ip`, or which limit it is over.
-    pub fn admit(shared: &Arc<Shared>, ip: IpAddr) -> Result<Permit, &'static str> {
-        let limits = &shared.limits;
+    pub fn admit(limits: &Arc<ConnectionLimits>, ip: IpAddr) -> Result<Permit, &'static str> {
         let mut counts = limits.lock();
         if counts.0 >= limits.max {
             return Err("max.connections");
@@ -71,7 +68,7 @@ impl ConnectionLimits {
         *counts.1.entry(ip).or_insert(0) += 1;
         drop(counts);
         Ok(Permit {
-            shared: shared.clone(),
+            limits: limits.clone(),
             ip,
         })
     }
@@ -79,7 +76,7 @@ impl ConnectionLimits {
 
 /// Bytes of one request frame, counted in `queued.max.request.bytes` until dropped.
 pub struct Reservation {
-    shared: Arc<Shared>,
+    limits: Arc<ConnectionLimits>,
     bytes: usize,
 }
 
@@ -91,8 +88,7 @@ impl Reservation {
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        self.shared
-            .limits
+        self.limits
             .queued_bytes
             .fetch_sub(self.bytes, Ordering::AcqRel);
     }
@@ -101,9 +97,9 @@ impl Drop for Reservation {
 /// Waits (polling, without blocking the shard) until `bytes` fit under
 /// `queued.max.request.bytes`; a frame is always admitted when nothing else is queued, so one
 /// larger than the limit (up to `socket.request.max.bytes`) still passes.
-pub async fn reserve(shared: &Arc<Shared>, bytes: usize) -> Reservation {
-    let queued = &shared.limits.queued_bytes;
-    let max = shared.limits.queued_bytes_max;
+pub async fn reserve(limits: &Arc<ConnectionLimits>, bytes: usize) -> Reservation {
+    let queued = &limits.queued_bytes;
+    let max = limits.queued_bytes_max;
     loop {
         let now = queued.load(Ordering::Acquire);
         if (now == 0 || now + bytes <= max)
@@ -112,7 +108,7 @@ pub async fn reserve(shared: &Arc<Shared>, bytes: usize) -> Reservation {
                 .is_ok()
         {
             return Reservation {
-                shared: shared.clone(),
+                limits: limits.clone(),
                 bytes,
             };
         }

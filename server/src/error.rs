@@ -34,16 +34,8 @@ pub enum StartError {
         partition: i32,
         source: ringtail_engine::OpenError,
     },
-    #[error("cannot open the offsets log {path}: {source}")]
-    OffsetsLog {
-        path: PathBuf,
-        source: ringtail_engine::OpenError,
-    },
-    #[error("cannot replay the offsets log {path}: {source}")]
-    OffsetsReplay {
-        path: PathBuf,
-        source: crate::group::ReplayError,
-    },
+    #[error(transparent)]
+    Coordinator(#[from] crate::group::OpenError),
     #[error("partition directory {path}: {source}")]
     PartitionDir { path: PathBuf, source: io::Error },
     #[error("shard {shard} panicked")]

@@ -13,10 +13,12 @@ mod conn_limits;
 mod controller;
 pub mod error;
 mod group;
+mod ids;
 mod partition_dirs;
 mod producer_ids;
 mod protocol;
 pub mod shard;
+pub mod sync;
 mod topics;
 
 /// Decodes a request frame body (after the size prefix) with the decoder of its API, as the

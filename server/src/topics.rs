@@ -13,7 +13,7 @@
 //! crc32 <8 hex digits of the CRC-32 of every byte above>
 //! ```
 
-use crate::shard::ShardId;
+use crate::ids::ShardId;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -314,43 +314,12 @@ pub fn validate_name(name: &str) -> Result<(), InvalidTopicName> {
     Ok(())
 }
 
+/// A new random topic id (a v4 UUID from the kernel).
 pub fn new_topic_id() -> TopicId {
-    let mut id = [0u8; 16];
-    loop {
-        if let Ok(bytes) = std::fs::read("/proc/sys/kernel/random/uuid") {
-            let hex: String = String::from_utf8_lossy(&bytes)
-                .chars()
-                .filter(|c| c.is_ascii_hexdigit())
-                .collect();
-            if let Some(parsed) = parse_hex(&hex) {
-                id = parsed;
-            }
-        }
-        if id != [0u8; 16] {
-            return id;
-        }
-        // Fallback: the clock and the process id, which need not be secret, only unique.
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos());
-        id[..16].copy_from_slice(&(nanos ^ (u128::from(std::process::id()) << 64)).to_be_bytes());
-    }
+    crate::ids::random_id()
 }
 
-pub fn hex(id: &TopicId) -> String {
-    id.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn parse_hex(text: &str) -> Option<TopicId> {
-    if text.len() != 32 {
-        return None;
-    }
-    let mut id = [0u8; 16];
-    for (i, byte) in id.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(id)
-}
+pub use crate::ids::{hex, parse_hex};
 
 const HEADER: &str = "ringtail-topics 1";
 
@@ -547,5 +516,57 @@ mod tests {
         let registry = Registry::default();
         assert_eq!(registry.assign(5, 2), [0, 1, 0, 1, 0].map(ShardId).to_vec());
         assert_ne!(new_topic_id(), new_topic_id());
+    }
+
+    #[test]
+    fn topic_configs_parse_validate_round_trip_and_apply() {
+        let map = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let given = map(&[
+            ("cleanup.policy", "delete"),
+            ("retention.ms", "-1"),
+            ("retention.bytes", "4096"),
+            ("segment.bytes", "1048576"),
+            ("segment.ms", "60000"),
+            ("max.message.bytes", "2000"),
+        ]);
+        let config = TopicConfig::parse(&given).expect("valid");
+        assert_eq!(config.to_map(), given, "stored as given");
+        assert!(config.is_set("segment.ms") && !TopicConfig::default().is_set("segment.ms"));
+        let log = config.apply(&LogConfig::default());
+        assert_eq!(log.retention_ms, None, "-1: no limit");
+        assert_eq!(log.retention_bytes, Some(4096));
+        assert_eq!((log.segment_bytes, log.segment_ms), (1 << 20, 60_000));
+        assert_eq!(log.max_message_bytes, 2000);
+        let untouched = TopicConfig::default().apply(&LogConfig::default());
+        assert_eq!(untouched.segment_bytes, LogConfig::default().segment_bytes);
+        for (key, value) in [
+            ("cleanup.policy", "compact"),
+            ("segment.bytes", "100"),
+            ("segment.bytes", "x"),
+            ("segment.ms", "0"),
+            ("retention.ms", "-2"),
+            ("max.message.bytes", "10"),
+        ] {
+            assert_eq!(
+                TopicConfig::parse(&map(&[(key, value)])),
+                Err(TopicConfigError::Invalid {
+                    key: TOPIC_CONFIG_NAMES
+                        .iter()
+                        .find(|n| **n == key)
+                        .expect("known"),
+                    value: value.into()
+                }),
+                "{key}={value}"
+            );
+        }
+        assert!(matches!(
+            TopicConfig::parse(&map(&[("compression.type", "lz4")])),
+            Err(TopicConfigError::Unknown { .. })
+        ));
     }
 }

@@ -17,8 +17,8 @@ use super::errors::read_error_code;
 use super::{Part, Response};
 use crate::protocol::reader::{DecodeError, Reader};
 use crate::protocol::{error_code, put_response_header, RequestHeader};
-use crate::shard::sync::{any, timeout};
 use crate::shard::{LocalFuture, Shard, ShardId};
+use crate::sync::{any, timeout};
 use crate::topics::TopicId;
 
 pub(super) struct PartitionRequest {

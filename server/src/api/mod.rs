@@ -11,7 +11,7 @@ pub mod delete_groups;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_groups;
-pub mod errors;
+pub use crate::protocol::errors;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;

@@ -18,8 +18,8 @@ use super::metadata::find_or_create;
 use super::{str_bytes, Response};
 use crate::protocol::reader::{DecodeError, Reader};
 use crate::protocol::{error_code, frame_response, RequestHeader};
-use crate::shard::sync::{join_all, Receiver};
 use crate::shard::{LocalFuture, Shard, ShardId};
+use crate::sync::{join_all, Receiver};
 use ringtail_engine::timing::{self, Stage};
 use std::time::Instant;
 

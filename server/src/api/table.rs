@@ -15,14 +15,16 @@ use crate::shard::Shard;
 /// A handler's answer, borrowing the shard, the header and the client's host.
 pub type Handling<'a> = Pin<Box<dyn Future<Output = Result<Response, DecodeError>> + 'a>>;
 
+/// Runs one request: (shard, header, body, the client's host).
+pub type Handler = for<'a> fn(&'a Rc<Shard>, &'a RequestHeader, Reader, &'a str) -> Handling<'a>;
+
 pub struct Api {
     pub key: i16,
     /// Decodes the request body without running it.
     pub decode: fn(i16, &mut Reader) -> Result<(), DecodeError>,
     /// Decodes and runs the request. None: taken in elsewhere (Produce, by `take`; ApiVersions,
     /// answered before the version check).
-    pub handle:
-        Option<for<'a> fn(&'a Rc<Shard>, &'a RequestHeader, Reader, &'a str) -> Handling<'a>>,
+    pub handle: Option<Handler>,
 }
 
 /// A handler that needs neither the client's host nor to wait.

@@ -28,11 +28,11 @@ use ringtail_engine::storage::{OsStorage, Storage};
 use ringtail_engine::{FsyncPolicy, LogConfig, Partition};
 
 use crate::clock::{Clock, SystemClock};
-use crate::shard::ShardId;
+use crate::ids::ShardId;
 use ringtail_engine::io::Notify;
 
 use crate::protocol::error_code;
-use crate::shard::sync::{oneshot, Receiver, Sender};
+use crate::sync::{oneshot, Receiver, Sender};
 use offsets::{Committed, Key};
 
 // The group coordinator's error codes, defined with every other Kafka code in one place.
@@ -513,7 +513,7 @@ pub struct Coordinator {
 }
 
 fn member_id_for(client_id: &str) -> String {
-    let id = crate::topics::new_topic_id();
+    let id = crate::ids::random_id();
     let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
     format!(
         "{client_id}-{}-{}-{}-{}-{}",
@@ -532,7 +532,7 @@ impl Coordinator {
         shard: ShardId,
         shards: usize,
         config: GroupConfig,
-    ) -> Result<Coordinator, crate::error::StartError> {
+    ) -> Result<Coordinator, OpenError> {
         let backing = Backing {
             storage: Rc::new(OsStorage),
             clock: Rc::new(SystemClock),
@@ -548,7 +548,7 @@ impl Coordinator {
         shard: ShardId,
         shards: usize,
         config: GroupConfig,
-    ) -> Result<Coordinator, crate::error::StartError> {
+    ) -> Result<Coordinator, OpenError> {
         let Backing { storage, clock } = backing;
         let mut logs = HashMap::new();
         let mut groups: HashMap<String, Group> = HashMap::new();
@@ -563,16 +563,16 @@ impl Coordinator {
             let dir = data_dir.join(format!("{}-{partition}", offsets::INTERNAL_PREFIX));
             let log = Partition::open_on(storage.clone(), &dir, log_config.clone())
                 .await
-                .map_err(|source| crate::error::StartError::OffsetsLog {
+                .map_err(|source| OpenError::Log {
                     path: dir.clone(),
                     source,
                 })?;
-            replay(&log, &mut groups).await.map_err(|source| {
-                crate::error::StartError::OffsetsReplay {
+            replay(&log, &mut groups)
+                .await
+                .map_err(|source| OpenError::Replay {
                     path: dir.clone(),
                     source,
-                }
-            })?;
+                })?;
             logs.insert(partition, log);
         }
         Ok(Coordinator {
@@ -1173,7 +1173,7 @@ impl Coordinator {
         let batch = build_keyed_batch(&refs, self.clock.now_ms());
         let info = log
             .append(BytesMut::from(&batch[..]), self.clock.now_ms())
-            .map_err(|e| crate::api::errors::append_error_code(&e))?;
+            .map_err(|e| crate::protocol::errors::append_error_code(&e))?;
         let turn = order.take_ticket();
         let durable = log.wait_for_ack(info.last_offset, true).await;
         turn.wait().await;
@@ -1324,6 +1324,21 @@ fn group_metadata_record(group: &Group, now_ms: i64) -> (Vec<u8>, Vec<u8>) {
         offsets::encode_group_key(&group.id),
         offsets::encode_group_value(&record),
     )
+}
+
+/// Why a coordinator could not open (the broker does not start).
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot open the offsets log {path}: {source}")]
+    Log {
+        path: std::path::PathBuf,
+        source: ringtail_engine::OpenError,
+    },
+    #[error("cannot replay the offsets log {path}: {source}")]
+    Replay {
+        path: std::path::PathBuf,
+        source: ReplayError,
+    },
 }
 
 /// Why an offsets log could not be replayed at start.

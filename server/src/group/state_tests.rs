@@ -16,7 +16,7 @@ use ringtail_engine::FsyncPolicy;
 use super::offsets::Committed;
 use super::*;
 use crate::clock::ManualClock;
-use crate::shard::sync::Receiver;
+use crate::sync::Receiver;
 
 const SESSION_MS: i32 = 10_000;
 const REBALANCE_MS: i32 = 20_000;

@@ -6,6 +6,7 @@
 //! most responses are encoded with the `kafka-protocol` crate, generated from Kafka's schemas.
 //! Fetch responses are framed by hand so that record bytes can be spliced.
 
+pub mod errors;
 pub mod reader;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -261,7 +262,7 @@ pub fn finish_frame(mut buf: BytesMut) -> Bytes {
 }
 
 /// Kafka error codes used by this broker: the one place they are defined. Internal errors are
-/// mapped to them in `api::errors` (engine errors) and by the group coordinator (whose answers
+/// mapped to them in `protocol::errors` (engine errors) and by the group coordinator (whose answers
 /// are Kafka's own state machine).
 pub mod error_code {
     pub const NONE: i16 = 0;

@@ -9,7 +9,6 @@
 //! Shard 0 is the controller: it alone changes the topic registry, one change at a time.
 
 mod partitions;
-pub mod sync;
 
 use partitions::PartitionMap;
 
@@ -30,6 +29,8 @@ use tracing::{error, warn};
 
 use crate::config::Config;
 use crate::error::StartError;
+pub use crate::ids::ShardId;
+use crate::sync;
 use crate::topics::{Registry, RegistryCell, Topic};
 
 /// Work sent to a shard: runs on that shard's thread.
@@ -37,22 +38,6 @@ pub type Job = Box<dyn FnOnce(&Rc<Shard>) + Send>;
 
 /// Pipe size for splicing fetch responses.
 const PIPE_BYTES: usize = 1 << 20;
-
-/// A shard's number: its index in `Shared::handles` (shard threads in core order). Which shard
-/// owns a partition, a group, the controller: never mixed with counts or partition numbers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ShardId(pub usize);
-
-impl ShardId {
-    /// The shard that runs the controller (topic registry, producer ids).
-    pub const CONTROLLER: ShardId = ShardId(0);
-}
-
-impl std::fmt::Display for ShardId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
 
 /// A shard's mailbox, as every shard holds it: the inbox's sending side, and the waker of the
 /// shard's inbox task when it waits for a job.
@@ -68,7 +53,7 @@ pub struct Shared {
     pub handles: Vec<ShardHandle>,
     pub stopping: AtomicBool,
     /// `max.connections` and `max.connections.per.ip`, over every shard.
-    pub limits: crate::conn_limits::ConnectionLimits,
+    pub limits: Arc<crate::conn_limits::ConnectionLimits>,
 }
 
 impl Shared {

@@ -3,7 +3,7 @@
 use ringtail_engine::producer::SequenceError;
 use ringtail_engine::{AppendError, ReadError};
 
-use crate::protocol::error_code;
+use super::error_code;
 
 pub fn append_error_code(err: &AppendError) -> i16 {
     match err {
