@@ -37,7 +37,7 @@ pub fn run(config: Config) -> Result<(), Vec<StartError>> {
         }]
     })?;
     let registry_on_disk = config.data_dir.join("topics.meta").exists();
-    let registry = RegistryCell::load(&config.data_dir).map_err(|e| vec![e])?;
+    let registry = RegistryCell::load(&config.data_dir).map_err(|e| vec![e.into()])?;
     crate::partition_dirs::sweep(&config.data_dir, &registry.snapshot(), registry_on_disk)
         .map_err(|source| {
             vec![StartError::PartitionDir {

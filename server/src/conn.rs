@@ -245,7 +245,7 @@ async fn write_responses(
         // STOP_SEND_GRACE to finish, then the connection is closed.
         let sent = match select(respond(&shard, &stream, response), after_stop(&shard)).await {
             Either::Left(sent) => sent,
-            Either::Right(()) => Err("stopping, and the peer is not reading".into()),
+            Either::Right(()) => Err(Closed::StoppingUnread),
         };
         outbox
             .owed_bytes
@@ -265,6 +265,25 @@ async fn write_responses(
     }
 }
 
+/// Why a connection is closed.
+#[derive(Debug, thiserror::Error)]
+enum Closed {
+    #[error("peer closed")]
+    PeerClosed,
+    #[error("frame size {size} outside 0..={max} (socket.request.max.bytes)")]
+    FrameSize { size: i32, max: usize },
+    #[error("{op} failed: {source}")]
+    Io {
+        op: &'static str,
+        source: std::io::Error,
+    },
+    /// The request cannot be answered (see `Response::Close`).
+    #[error("{0}")]
+    Refused(String),
+    #[error("stopping, and the peer is not reading")]
+    StoppingUnread,
+}
+
 /// Reads one frame. Returns its body (after the size prefix), the bytes received after it, and
 /// the frame's place in `queued.max.request.bytes` (taken before its body is received).
 async fn read_frame(
@@ -272,13 +291,14 @@ async fn read_frame(
     stream: &Rc<TcpStream>,
     mut input: BytesMut,
     max_frame: usize,
-) -> Result<(BytesMut, BytesMut, Reservation), String> {
+) -> Result<(BytesMut, BytesMut, Reservation), Closed> {
     input = fill(stream, input, 4).await?;
     let size = i32::from_be_bytes(input[0..4].try_into().expect("4 bytes"));
     if size < 0 || size as usize > max_frame {
-        return Err(format!(
-            "frame size {size} outside 0..={max_frame} (socket.request.max.bytes)"
-        ));
+        return Err(Closed::FrameSize {
+            size,
+            max: max_frame,
+        });
     }
     let reservation = reserve(&shared.limits, size as usize).await;
     input = fill(stream, input, 4 + size as usize).await?;
@@ -292,7 +312,7 @@ async fn fill(
     stream: &Rc<TcpStream>,
     mut input: BytesMut,
     want: usize,
-) -> Result<BytesMut, String> {
+) -> Result<BytesMut, Closed> {
     while input.len() < want {
         let missing = want - input.len();
         let chunk = missing.clamp(4096, RECV_CHUNK_BYTES);
@@ -303,9 +323,9 @@ async fn fill(
         let (result, _, back) = recv(stream.clone(), input, spare.min(RECV_CHUNK_BYTES)).await;
         input = back;
         match result {
-            Ok(0) => return Err("peer closed".into()),
+            Ok(0) => return Err(Closed::PeerClosed),
             Ok(_) => {}
-            Err(e) => return Err(format!("recv failed: {e}")),
+            Err(source) => return Err(Closed::Io { op: "recv", source }),
         }
     }
     Ok(input)
@@ -315,14 +335,12 @@ async fn respond(
     shard: &Rc<Shard>,
     stream: &Rc<TcpStream>,
     response: Response,
-) -> Result<(), String> {
+) -> Result<(), Closed> {
+    let io = |op| move |source| Closed::Io { op, source };
     match response {
         Response::None => Ok(()),
-        Response::Frame(bytes) => send_all(stream.clone(), bytes)
-            .await
-            .0
-            .map_err(|e| format!("send failed: {e}")),
-        Response::Close(reason) => Err(reason),
+        Response::Frame(bytes) => send_all(stream.clone(), bytes).await.0.map_err(io("send")),
+        Response::Close(reason) => Err(Closed::Refused(reason)),
         Response::Parts(parts) => {
             for part in parts {
                 match part {
@@ -330,10 +348,10 @@ async fn respond(
                         send_all(stream.clone(), bytes)
                             .await
                             .0
-                            .map_err(|e| format!("send failed: {e}"))?;
+                            .map_err(io("send"))?;
                     }
                     Part::File(range) => {
-                        let pipe = shard.take_pipe().map_err(|e| format!("pipe: {e}"))?;
+                        let pipe = shard.take_pipe().map_err(io("pipe"))?;
                         let file = Rc::new(range.file.clone());
                         splice_to_socket(
                             pipe.clone(),
@@ -343,7 +361,7 @@ async fn respond(
                             stream.clone(),
                         )
                         .await
-                        .map_err(|e| format!("splice failed: {e}"))?;
+                        .map_err(io("splice"))?;
                         shard.return_pipe(pipe);
                     }
                 }

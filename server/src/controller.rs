@@ -15,13 +15,32 @@ pub struct NewTopic {
     pub configs: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone)]
+/// Why a topic was not created; each maps to a Kafka error code in CreateTopics.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum CreateError {
+    #[error("topic already exists")]
     Exists,
-    InvalidName(String),
+    #[error(transparent)]
+    InvalidName(#[from] crate::topics::InvalidTopicName),
+    #[error("number of partitions must be 1 to {PARTITIONS_MAX}, got {0}")]
     InvalidPartitions(i32),
-    InvalidConfig(String),
-    Storage(String),
+    #[error(transparent)]
+    InvalidConfig(#[from] crate::topics::TopicConfigError),
+    #[error(transparent)]
+    Storage(Arc<ControllerError>),
+}
+
+/// Why the controller could not carry out a registry change.
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error("the controller stopped")]
+    ControllerStopped,
+    #[error("shard {0} stopped")]
+    ShardStopped(ShardId),
+    #[error("cannot store the topic registry: {0}")]
+    Registry(#[source] std::io::Error),
+    #[error("cannot open the new partitions: {0}")]
+    Open(#[source] crate::error::StartError),
 }
 
 /// The most partitions one topic may have (a guard against typos; Kafka has no fixed limit).
@@ -40,7 +59,10 @@ pub async fn create_topics(
     shard
         .on_shard(ShardId::CONTROLLER, work)
         .await
-        .unwrap_or_else(|| vec![Err(CreateError::Storage("the controller stopped".into())); count])
+        .unwrap_or_else(|| {
+            let stopped = Arc::new(ControllerError::ControllerStopped);
+            vec![Err(CreateError::Storage(stopped)); count]
+        })
 }
 
 async fn create_on_controller(
@@ -58,15 +80,14 @@ async fn create_on_controller(
             if new.name == crate::group::offsets::CONSUMER_OFFSETS {
                 return Err(CreateError::Exists);
             }
-            validate_name(&new.name).map_err(|e| CreateError::InvalidName(e.to_string()))?;
+            validate_name(&new.name)?;
             if registry.get(&new.name).is_some() {
                 return Err(CreateError::Exists);
             }
             if !(1..=PARTITIONS_MAX).contains(&new.partitions) {
                 return Err(CreateError::InvalidPartitions(new.partitions));
             }
-            let configs = TopicConfig::parse(&new.configs)
-                .map_err(|e| CreateError::InvalidConfig(e.to_string()))?;
+            let configs = TopicConfig::parse(&new.configs)?;
             let topic = Arc::new(Topic {
                 name: new.name.clone(),
                 id: new_topic_id(),
@@ -95,16 +116,16 @@ async fn create_on_controller(
             let opened = controller
                 .on_shard(
                     owner,
-                    move |s: Rc<Shard>| -> LocalFuture<Result<(), String>> {
+                    move |s: Rc<Shard>| -> LocalFuture<Result<(), ControllerError>> {
                         Box::pin(async move {
                             s.open_partitions(&topic, true)
                                 .await
-                                .map_err(|e| e.to_string())
+                                .map_err(ControllerError::Open)
                         })
                     },
                 )
                 .await
-                .unwrap_or_else(|| Err("shard stopped".into()));
+                .unwrap_or(Err(ControllerError::ShardStopped(owner)));
             if let Err(e) = opened {
                 failure = Some(e);
             }
@@ -112,10 +133,11 @@ async fn create_on_controller(
     }
     if failure.is_none() {
         if let Err(e) = controller.shared.registry.store(registry) {
-            failure = Some(format!("cannot store the topic registry: {e}"));
+            failure = Some(ControllerError::Registry(e));
         }
     }
     if let Some(error) = failure {
+        let error = Arc::new(error);
         for topic in &created {
             drop_everywhere(controller, &topic.name, topic).await;
         }
@@ -147,8 +169,8 @@ async fn drop_everywhere(controller: &Rc<Shard>, name: &str, topic: &Topic) {
 
 /// Deletes a topic, from any shard: unpublished first, then its partitions are closed and their
 /// directories removed. Returns false if there was no such topic.
-pub async fn delete_topic(shard: &Rc<Shard>, name: String) -> Result<bool, String> {
-    let work = move |controller: Rc<Shard>| -> LocalFuture<Result<bool, String>> {
+pub async fn delete_topic(shard: &Rc<Shard>, name: String) -> Result<bool, ControllerError> {
+    let work = move |controller: Rc<Shard>| -> LocalFuture<Result<bool, ControllerError>> {
         Box::pin(async move {
             let _guard = controller.controller().await;
             let mut registry = (*controller.shared.registry.snapshot()).clone();
@@ -159,7 +181,7 @@ pub async fn delete_topic(shard: &Rc<Shard>, name: String) -> Result<bool, Strin
                 .shared
                 .registry
                 .store(registry)
-                .map_err(|e| format!("cannot store the topic registry: {e}"))?;
+                .map_err(ControllerError::Registry)?;
             drop_everywhere(&controller, &name, &topic).await;
             // Committed offsets of the topic go too, on every shard's coordinator.
             for owner in controller.shared.shard_ids() {
@@ -176,5 +198,5 @@ pub async fn delete_topic(shard: &Rc<Shard>, name: String) -> Result<bool, Strin
     shard
         .on_shard(ShardId::CONTROLLER, work)
         .await
-        .unwrap_or_else(|| Err("the controller stopped".into()))
+        .unwrap_or(Err(ControllerError::ControllerStopped))
 }

@@ -14,6 +14,8 @@ pub enum StartError {
     /// A metadata file exists but does not decode: refuse rather than start from nothing.
     #[error("{path} is damaged: {reason}")]
     Damaged { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Registry(#[from] crate::topics::LoadError),
     #[error("cannot block termination signals: {0}")]
     Signals(io::Error),
     #[error("cannot listen on {addr}: {source}")]

@@ -24,6 +24,6 @@ mod topics;
 /// Decodes a request frame body (after the size prefix) with the decoder of its API, as the
 /// broker would, without running it: for fuzzing. Ok(false) when the API or version is not one
 /// this broker serves.
-pub fn decode_request(body: &[u8]) -> Result<bool, String> {
-    api::decode_only(body).map_err(|e| e.to_string())
+pub fn decode_request(body: &[u8]) -> Result<bool, protocol::reader::DecodeError> {
+    api::decode_only(body)
 }

@@ -22,8 +22,6 @@ use std::sync::{Arc, Mutex};
 
 use ringtail_engine::LogConfig;
 
-use crate::error::StartError;
-
 /// How a topic's old records go: deleted by age and size, or (the internal offsets topic)
 /// compacted to the newest record per key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -352,39 +350,78 @@ pub fn encode(registry: &Registry) -> String {
     out
 }
 
-pub fn decode(text: &str) -> Result<Registry, String> {
-    let body_end = text.rfind("crc32 ").ok_or("no checksum line")?;
+/// Why the registry could not be loaded at start.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is damaged: {source}")]
+    Damaged {
+        path: PathBuf,
+        source: RegistryError,
+    },
+}
+
+/// Why `topics.meta` does not decode (the broker refuses to start rather than lose topics).
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("no checksum line")]
+    NoChecksum,
+    #[error("bad checksum line")]
+    BadChecksumLine,
+    #[error("checksum mismatch")]
+    ChecksumMismatch,
+    #[error("unknown header")]
+    UnknownHeader,
+    #[error("bad line {line:?}")]
+    Line { line: String },
+    #[error("bad {what} in {line:?}")]
+    Field { what: &'static str, line: String },
+    #[error("bad config in {line:?}: {source}")]
+    Config {
+        line: String,
+        source: TopicConfigError,
+    },
+}
+
+pub fn decode(text: &str) -> Result<Registry, RegistryError> {
+    let body_end = text.rfind("crc32 ").ok_or(RegistryError::NoChecksum)?;
     let (body, crc_line) = text.split_at(body_end);
     let stored = u32::from_str_radix(crc_line.trim().trim_start_matches("crc32 "), 16)
-        .map_err(|_| "bad checksum line")?;
+        .map_err(|_| RegistryError::BadChecksumLine)?;
     if crc32fast::hash(body.as_bytes()) != stored {
-        return Err("checksum mismatch".into());
+        return Err(RegistryError::ChecksumMismatch);
     }
     let mut lines = body.lines();
     if lines.next() != Some(HEADER) {
-        return Err("unknown header".into());
+        return Err(RegistryError::UnknownHeader);
     }
     let mut registry = Registry::default();
     for line in lines {
         let fields: Vec<&str> = line.split(' ').collect();
         let [name, id, shards, configs] = fields[..] else {
-            return Err(format!("bad line {line:?}"));
+            return Err(RegistryError::Line { line: line.into() });
         };
-        let id = parse_hex(id).ok_or_else(|| format!("bad topic id in {line:?}"))?;
+        let bad = |what: &'static str| RegistryError::Field {
+            what,
+            line: line.into(),
+        };
+        let id = parse_hex(id).ok_or_else(|| bad("topic id"))?;
         let shards = shards
             .split(',')
             .map(|s| {
                 s.parse::<usize>()
                     .map(ShardId)
-                    .map_err(|_| format!("bad shard list in {line:?}"))
+                    .map_err(|_| bad("shard list"))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let mut config_map = BTreeMap::new();
         if configs != "-" {
             for pair in configs.split(';') {
-                let (k, v) = pair
-                    .split_once('=')
-                    .ok_or_else(|| format!("bad config in {line:?}"))?;
+                let (k, v) = pair.split_once('=').ok_or_else(|| bad("config"))?;
                 config_map.insert(k.to_string(), v.to_string());
             }
         }
@@ -394,8 +431,12 @@ pub fn decode(text: &str) -> Result<Registry, String> {
                 name: name.to_string(),
                 id,
                 shards,
-                configs: TopicConfig::parse(&config_map)
-                    .map_err(|e| format!("bad config in {line:?}: {e}"))?,
+                configs: TopicConfig::parse(&config_map).map_err(|source| {
+                    RegistryError::Config {
+                        line: line.into(),
+                        source,
+                    }
+                })?,
             }),
         );
     }
@@ -411,15 +452,15 @@ pub struct RegistryCell {
 
 impl RegistryCell {
     /// Loads `<data_dir>/topics.meta` (an empty registry if there is none).
-    pub fn load(data_dir: &Path) -> Result<RegistryCell, StartError> {
+    pub fn load(data_dir: &Path) -> Result<RegistryCell, LoadError> {
         let path = data_dir.join("topics.meta");
         let mut registry = match std::fs::read_to_string(&path) {
-            Ok(text) => decode(&text).map_err(|reason| StartError::Damaged {
+            Ok(text) => decode(&text).map_err(|source| LoadError::Damaged {
                 path: path.clone(),
-                reason,
+                source,
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Registry::default(),
-            Err(source) => return Err(StartError::Read { path, source }),
+            Err(source) => return Err(LoadError::Read { path, source }),
         };
         // Older brokers let Metadata auto-create an ordinary `__consumer_offsets`; the name is
         // the internal topic's now. Its directories, no longer owned, are set aside at start.

@@ -141,22 +141,14 @@ pub async fn handle(
                 }
             }
             Err(err) => {
-                let (code, message) = match err {
-                    CreateError::Exists => (
-                        error_code::TOPIC_ALREADY_EXISTS,
-                        "topic already exists".to_string(),
-                    ),
-                    CreateError::InvalidName(m) => (error_code::INVALID_TOPIC_EXCEPTION, m),
-                    CreateError::InvalidPartitions(n) => (
-                        error_code::INVALID_PARTITIONS,
-                        format!(
-                            "number of partitions must be 1 to {}, got {n}",
-                            crate::controller::PARTITIONS_MAX
-                        ),
-                    ),
-                    CreateError::InvalidConfig(m) => (error_code::INVALID_CONFIG, m),
-                    CreateError::Storage(m) => (error_code::KAFKA_STORAGE_ERROR, m),
+                let code = match err {
+                    CreateError::Exists => error_code::TOPIC_ALREADY_EXISTS,
+                    CreateError::InvalidName(_) => error_code::INVALID_TOPIC_EXCEPTION,
+                    CreateError::InvalidPartitions(_) => error_code::INVALID_PARTITIONS,
+                    CreateError::InvalidConfig(_) => error_code::INVALID_CONFIG,
+                    CreateError::Storage(_) => error_code::KAFKA_STORAGE_ERROR,
                 };
+                let message = err.to_string();
                 result.error_code = code;
                 result.error_message = Some(str_bytes(&message));
                 result.num_partitions = -1;

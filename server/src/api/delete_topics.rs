@@ -13,19 +13,37 @@ use crate::protocol::reader::{DecodeError, Reader};
 use crate::protocol::{error_code, frame_response, RequestHeader};
 use crate::shard::Shard;
 
-pub(super) fn decode(
-    version: i16,
-    body: &mut Reader,
-) -> Result<Vec<(Option<String>, [u8; 16])>, DecodeError> {
-    let wanted = if version >= 6 {
-        body.structs(18, |body| Ok((body.nullable_string()?, body.uuid()?)))?
+/// A topic to delete: by name, or (v6+, name null) by id.
+pub(super) struct Doomed {
+    pub name: Option<String>,
+    pub id: [u8; 16],
+}
+
+/// A DeleteTopics request.
+pub(super) struct Request {
+    pub topics: Vec<Doomed>,
+}
+
+pub(super) fn decode(version: i16, body: &mut Reader) -> Result<Request, DecodeError> {
+    let topics = if version >= 6 {
+        body.structs(18, |body| {
+            Ok(Doomed {
+                name: body.nullable_string()?,
+                id: body.uuid()?,
+            })
+        })?
     } else {
         let count = body.array(2)?;
         (0..count)
-            .map(|_| Ok((Some(body.string()?), [0; 16])))
+            .map(|_| {
+                Ok(Doomed {
+                    name: Some(body.string()?),
+                    id: [0; 16],
+                })
+            })
             .collect::<Result<Vec<_>, DecodeError>>()?
     };
-    Ok(wanted)
+    Ok(Request { topics })
 }
 
 pub async fn handle(
@@ -34,9 +52,9 @@ pub async fn handle(
     mut body: Reader,
 ) -> Result<Response, DecodeError> {
     let version = header.api_version;
-    let wanted = decode(version, &mut body)?;
+    let wanted = decode(version, &mut body)?.topics;
     let mut responses = Vec::with_capacity(wanted.len());
-    for (name, id) in wanted {
+    for Doomed { name, id } in wanted {
         let registry = shard.registry();
         let topic = match &name {
             Some(name) => registry.get(name).cloned(),
@@ -80,10 +98,11 @@ pub async fn handle(
                 match delete_topic(shard, topic.name.clone()).await {
                     Ok(true) => {}
                     Ok(false) => result.error_code = error_code::UNKNOWN_TOPIC_OR_PARTITION,
-                    Err(message) => {
+                    Err(err) => {
+                        tracing::error!(topic = %topic.name, "DeleteTopics: {err}");
                         result.error_code = error_code::KAFKA_STORAGE_ERROR;
                         if version >= 5 {
-                            result.error_message = Some(str_bytes(&message));
+                            result.error_message = Some(str_bytes(&err.to_string()));
                         }
                     }
                 }

@@ -9,12 +9,18 @@ use crate::protocol::reader::{DecodeError, Reader};
 use crate::protocol::{error_code, frame_response, RequestHeader};
 use crate::shard::{LocalFuture, Shard};
 
-pub(super) type Request = (String, Vec<(String, Option<String>)>);
+/// A LeaveGroup request: the group and its leaving members as (member id, group instance id);
+/// one member, by id, before v3.
+pub(super) struct Request {
+    pub group: String,
+    pub members: Vec<(String, Option<String>)>,
+}
 
 pub(super) fn decode(version: i16, body: &mut Reader) -> Result<Request, DecodeError> {
     let group = body.string()?;
     if version < 3 {
-        return Ok((group, vec![(body.string()?, None)]));
+        let members = vec![(body.string()?, None)];
+        return Ok(Request { group, members });
     }
     let members = body.structs(2, |body| {
         let member = (body.string()?, body.nullable_string()?);
@@ -23,7 +29,7 @@ pub(super) fn decode(version: i16, body: &mut Reader) -> Result<Request, DecodeE
         }
         Ok(member)
     })?;
-    Ok((group, members))
+    Ok(Request { group, members })
 }
 
 pub async fn handle(
@@ -32,7 +38,7 @@ pub async fn handle(
     mut body: Reader,
 ) -> Result<Response, DecodeError> {
     let version = header.api_version;
-    let (group, members) = decode(version, &mut body)?;
+    let Request { group, members } = decode(version, &mut body)?;
     let owner = shard.group_owner(&group);
     let asked = members.clone();
     let work = move |owner: Rc<Shard>| -> LocalFuture<Vec<i16>> {

@@ -17,7 +17,10 @@ const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 
-pub(super) type Request = Vec<(String, Vec<(i32, i64)>)>;
+/// A ListOffsets request: per topic, (partition, timestamp or LATEST / EARLIEST).
+pub(super) struct Request {
+    pub topics: Vec<(String, Vec<(i32, i64)>)>,
+}
 
 pub(super) fn decode(version: i16, body: &mut Reader) -> Result<Request, DecodeError> {
     let _replica_id = body.i32()?;
@@ -35,7 +38,7 @@ pub(super) fn decode(version: i16, body: &mut Reader) -> Result<Request, DecodeE
         })?;
         Ok((name, partitions))
     })?;
-    Ok(requests)
+    Ok(Request { topics: requests })
 }
 
 pub async fn handle(
@@ -44,7 +47,7 @@ pub async fn handle(
     mut body: Reader,
 ) -> Result<Response, DecodeError> {
     let version = header.api_version;
-    let requests = decode(version, &mut body)?;
+    let requests = decode(version, &mut body)?.topics;
     let registry = shard.registry();
     let mut topics = Vec::with_capacity(requests.len());
     for (name, partitions) in requests {

@@ -67,12 +67,12 @@ pub enum Response {
 
 impl Response {
     /// A framed response, or a closed connection if it could not be encoded.
-    pub fn framed(frame: Result<Bytes, String>) -> Response {
+    pub fn framed(frame: Result<Bytes, crate::protocol::EncodeError>) -> Response {
         match frame {
             Ok(bytes) => Response::Frame(bytes),
-            Err(reason) => {
-                tracing::error!("{reason}");
-                Response::Close(reason)
+            Err(err) => {
+                tracing::error!("{err}");
+                Response::Close(err.to_string())
             }
         }
     }

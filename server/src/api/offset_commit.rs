@@ -18,8 +18,16 @@ pub(super) struct Request {
     group: String,
     generation: i32,
     member_id: String,
-    /// (topic, [(partition, offset, leader epoch, metadata)])
-    topics: Vec<(String, Vec<(i32, i64, i32, Option<String>)>)>,
+    /// Per topic, the offsets to commit.
+    topics: Vec<(String, Vec<PartitionCommit>)>,
+}
+
+/// One partition's commit.
+pub(super) struct PartitionCommit {
+    partition: i32,
+    offset: i64,
+    leader_epoch: i32,
+    metadata: Option<String>,
 }
 
 pub(super) fn decode(version: i16, body: &mut Reader) -> Result<Request, DecodeError> {
@@ -44,7 +52,12 @@ pub(super) fn decode(version: i16, body: &mut Reader) -> Result<Request, DecodeE
             if version == 1 {
                 let _commit_timestamp = body.i64()?;
             }
-            Ok((index, offset, leader_epoch, body.nullable_string()?))
+            Ok(PartitionCommit {
+                partition: index,
+                offset,
+                leader_epoch,
+                metadata: body.nullable_string()?,
+            })
         })?;
         Ok((name, partitions))
     })?;
@@ -66,7 +79,7 @@ pub async fn handle(
     let shape: Vec<(String, Vec<i32>)> = request
         .topics
         .iter()
-        .map(|(t, ps)| (t.clone(), ps.iter().map(|p| p.0).collect()))
+        .map(|(t, ps)| (t.clone(), ps.iter().map(|p| p.partition).collect()))
         .collect();
     let work = move |owner: Rc<Shard>| -> LocalFuture<i16> {
         Box::pin(async move {
@@ -82,7 +95,12 @@ pub async fn handle(
                 .into_iter()
                 .flat_map(|(topic, partitions)| {
                     partitions.into_iter().map(
-                        move |(partition, offset, leader_epoch, metadata)| {
+                        move |PartitionCommit {
+                                  partition,
+                                  offset,
+                                  leader_epoch,
+                                  metadata,
+                              }| {
                             (
                                 topic.clone(),
                                 partition,

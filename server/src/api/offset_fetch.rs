@@ -19,8 +19,10 @@ use crate::shard::{LocalFuture, Shard};
 /// The topics and partitions asked for; None: every committed offset of the group.
 pub(super) type Wanted = Option<Vec<(String, Vec<i32>)>>;
 
-/// The groups asked for (one before v8).
-pub(super) type Request = Vec<(String, Wanted)>;
+/// An OffsetFetch request: the groups asked for (one before v8), each with what it wants.
+pub(super) struct Request {
+    pub groups: Vec<(String, Wanted)>,
+}
 
 fn decode_topics(version: i16, body: &mut Reader) -> Result<Wanted, DecodeError> {
     let count = if version >= 2 {
@@ -45,16 +47,18 @@ fn decode_topics(version: i16, body: &mut Reader) -> Result<Wanted, DecodeError>
 pub(super) fn decode(version: i16, body: &mut Reader) -> Result<Request, DecodeError> {
     if version < 8 {
         let group = body.string()?;
-        return Ok(vec![(group, decode_topics(version, body)?)]);
+        let groups = vec![(group, decode_topics(version, body)?)];
+        return Ok(Request { groups });
     }
-    body.structs(3, |body| {
+    let groups = body.structs(3, |body| {
         let group = body.string()?;
         if version >= 9 {
             let _member_id = body.nullable_string()?;
             let _member_epoch = body.i32()?;
         }
         Ok((group, decode_topics(version, body)?))
-    })
+    })?;
+    Ok(Request { groups })
 }
 
 type Fetched = Vec<(String, Vec<(i32, Option<Committed>)>)>;
@@ -65,7 +69,7 @@ pub async fn handle(
     mut body: Reader,
 ) -> Result<Response, DecodeError> {
     let version = header.api_version;
-    let groups = decode(version, &mut body)?;
+    let groups = decode(version, &mut body)?.groups;
     let mut answers = Vec::with_capacity(groups.len());
     for (group, wanted) in groups {
         let owner = shard.group_owner(&group);

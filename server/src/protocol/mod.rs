@@ -221,7 +221,23 @@ pub fn parse_header(frame: BytesMut) -> Result<(RequestHeader, Reader), DecodeEr
 /// Frames a response: size prefix, header (v0, or v1 with empty tagged fields for flexible
 /// versions; ApiVersions always uses v0, as Kafka does), then the body. Fails only if the body
 /// holds a field the version cannot carry (a bug, reported instead of sent malformed).
-pub fn frame_response<R: Encodable>(header: &RequestHeader, body: &R) -> Result<Bytes, String> {
+/// A response the codec could not encode (a bug: the connection is closed, as Kafka does).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cannot encode the response to API {api_key} v{api_version} for client {client_id:?}: {reason}"
+)]
+pub struct EncodeError {
+    pub api_key: i16,
+    pub api_version: i16,
+    pub client_id: String,
+    /// The codec's own message.
+    pub reason: String,
+}
+
+pub fn frame_response<R: Encodable>(
+    header: &RequestHeader,
+    body: &R,
+) -> Result<Bytes, EncodeError> {
     frame_response_as(header, body, header.api_version)
 }
 
@@ -232,17 +248,15 @@ pub fn frame_response_as<R: Encodable>(
     header: &RequestHeader,
     body: &R,
     version: i16,
-) -> Result<Bytes, String> {
+) -> Result<Bytes, EncodeError> {
     let mut buf = BytesMut::with_capacity(256);
     buf.put_i32(0);
     put_response_header(&mut buf, header);
-    body.encode(&mut buf, version).map_err(|e| {
-        format!(
-            "cannot encode the response to API {} v{} for client {:?}: {e}",
-            header.api_key,
-            header.api_version,
-            header.client_id.as_deref().unwrap_or("")
-        )
+    body.encode(&mut buf, version).map_err(|e| EncodeError {
+        api_key: header.api_key,
+        api_version: header.api_version,
+        client_id: header.client_id.clone().unwrap_or_default(),
+        reason: e.to_string(),
     })?;
     Ok(finish_frame(buf))
 }
