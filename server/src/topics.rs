@@ -128,7 +128,15 @@ impl TopicConfig {
 
     /// Whether the topic sets `key` itself (DescribeConfigs' source).
     pub fn is_set(&self, key: &str) -> bool {
-        self.to_map().contains_key(key)
+        match key {
+            "cleanup.policy" => self.cleanup_policy.is_some(),
+            "max.message.bytes" => self.max_message_bytes.is_some(),
+            "retention.bytes" => self.retention_bytes.is_some(),
+            "retention.ms" => self.retention_ms.is_some(),
+            "segment.bytes" => self.segment_bytes.is_some(),
+            "segment.ms" => self.segment_ms.is_some(),
+            _ => false,
+        }
     }
 
     /// The overrides under Kafka's names, as the registry stores them.
@@ -578,6 +586,14 @@ mod tests {
         let config = TopicConfig::parse(&given).expect("valid");
         assert_eq!(config.to_map(), given, "stored as given");
         assert!(config.is_set("segment.ms") && !TopicConfig::default().is_set("segment.ms"));
+        for key in TOPIC_CONFIG_NAMES {
+            assert_eq!(
+                config.is_set(key),
+                config.to_map().contains_key(key),
+                "{key}"
+            );
+            assert!(!TopicConfig::default().is_set(key), "{key}");
+        }
         let log = config.apply(&LogConfig::default());
         assert_eq!(log.retention_ms, None, "-1: no limit");
         assert_eq!(log.retention_bytes, Some(4096));

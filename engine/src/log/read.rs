@@ -47,7 +47,8 @@ impl ReadResult {
 /// Reads batch headers of a segment file through the storage, for one read or lookup.
 struct HeaderWalker {
     cursor: BatchCursor,
-    path: std::path::PathBuf,
+    /// For error messages only (its path is copied only when something fails).
+    file: Arc<SegmentFile>,
 }
 
 impl HeaderWalker {
@@ -59,15 +60,17 @@ impl HeaderWalker {
                 limit,
                 WALK_CHUNK_BYTES,
             ),
-            path: file.path().to_path_buf(),
+            file: file.clone(),
         }
     }
 
     fn error(&self, err: CursorError) -> ReadError {
         match err {
-            CursorError::Io(err) => crate::error::StorageError::new("read", &self.path, err).into(),
+            CursorError::Io(err) => {
+                crate::error::StorageError::new("read", self.file.path(), err).into()
+            }
             CursorError::Damaged { position, reason } => ReadError::Inconsistent {
-                path: self.path.clone(),
+                path: self.file.path().to_path_buf(),
                 position: position.get(),
                 reason,
             },
