@@ -43,6 +43,14 @@ impl StorageError {
             source: Arc::new(source),
         }
     }
+
+    /// The failure was reported by an fdatasync or a directory fsync: the kernel's write-back
+    /// failed, so written data it had not yet flushed may be lost even though it still reads
+    /// back from the page cache (the kernel reports such an error once, then marks the pages
+    /// clean).
+    pub fn is_sync_failure(&self) -> bool {
+        matches!(self.op, "fdatasync" | "fsync directory")
+    }
 }
 
 /// Why a partition could not be opened.

@@ -7,11 +7,14 @@
 //! survive, a random prefix of the rest does, the last write possibly torn), a kill -9 (the page
 //! cache survives), or a clean close. After every reopen the checker verifies against a model:
 //! - every batch acknowledged as durable (an fdatasync covered it) reads back byte for byte, and
-//!   after a kill or a clean close every batch acknowledged as written does too;
+//!   after a kill or a clean close every batch acknowledged as written does too, unless an
+//!   fdatasync failed after it (the disk does not hold it; the log discards it);
 //! - everything the log serves is a batch that was appended at that offset, whole and CRC-valid,
 //!   at contiguous offsets (nothing torn or invented is served);
 //! - an offset is never handed out twice while the batch that had it survives;
-//! - once the partition is poisoned, nothing more is acknowledged and appends are refused.
+//! - once the partition is poisoned, nothing more is acknowledged and appends are refused;
+//! - a poisoned partition reopened in place (`Partition::reopen`, after the fault cleared) keeps
+//!   the same promises as one restarted after a kill -9.
 //!
 //! `cargo test -p ringtail-engine --test simulation` runs 200 seeds; `SIM_SEEDS=N` runs N, and
 //! `SIM_SEED=S` replays one. A failure prints its seed and the run's event trace.
@@ -85,6 +88,16 @@ struct Model {
 impl Model {
     fn note(&mut self, event: String) {
         self.trace.push(event);
+    }
+
+    /// The disk reported a write-back failure: what no fdatasync covered is not on it, and the
+    /// log discards it (a later open must not take page-cache bytes for data on disk).
+    fn void_unsynced(&mut self) {
+        for entry in self.batches.values_mut() {
+            if entry.promise == Promise::Written {
+                entry.promise = Promise::None;
+            }
+        }
     }
 
     fn promise(&mut self, last_offset: i64, promise: Promise) {
@@ -274,7 +287,7 @@ async fn life(world: &mut World, life: u64, after: End) -> End {
     } = world;
     let (disk, dir, model) = (&*disk, *dir, &*model);
     disk.heal();
-    let log = Partition::open_on(disk.storage(), dir, config.clone())
+    let mut log = Partition::open_on(disk.storage(), dir, config.clone())
         .await
         .unwrap_or_else(|err| panic!("life {life}: reopen after {after:?} failed: {err}"));
     let log_end = check_log(&log, model, life, after, true).await;
@@ -312,7 +325,29 @@ async fn life(world: &mut World, life: u64, after: End) -> End {
         }
         if log.poisoned().is_some() {
             check_poisoned(&log, model, rng, &mut waiters, stamp);
+            if rng.chance(30) {
+                // The fault clears and the partition is reopened in place, without a restart.
+                settle(&mut waiters, life).await;
+                if log.unsynced_discarded() {
+                    model.borrow_mut().void_unsynced();
+                }
+                disk.heal();
+                log = timeout(HANG, log.reopen())
+                    .await
+                    .unwrap_or_else(|| panic!("life {life}: reopen hung"))
+                    .unwrap_or_else(|err| panic!("life {life}: reopen in place failed: {err}"));
+                model.borrow_mut().note(format!(
+                    "reopened in place: log [{}, {})",
+                    log.log_start_offset(),
+                    log.log_end_offset()
+                ));
+                check_log(&log, model, life, End::Kill, true).await;
+                model.borrow_mut().poisoned = false;
+            }
         }
+    }
+    if log.unsynced_discarded() {
+        model.borrow_mut().void_unsynced();
     }
     let end = match rng.below(3) {
         0 => End::PowerFailure,
@@ -328,6 +363,9 @@ async fn life(world: &mut World, life: u64, after: End) -> End {
         model
             .borrow_mut()
             .note(format!("close: {result:?} (poisoned: {poisoned})"));
+        if log.unsynced_discarded() {
+            model.borrow_mut().void_unsynced();
+        }
         if result.is_ok() {
             assert!(!poisoned, "life {life}: a poisoned log closed cleanly");
             // A clean close wrote every appended batch.
@@ -422,6 +460,9 @@ fn check_poisoned(
     waiters: &mut Vec<JoinHandle<()>>,
     stamp: &mut i64,
 ) {
+    if log.unsynced_discarded() {
+        model.borrow_mut().void_unsynced();
+    }
     *stamp += 1;
     let built = batch::build_batch_with(1, 10, *stamp, 0);
     let refused = log.append(BytesMut::from(&built[..]), *stamp);

@@ -18,8 +18,9 @@
 //!   trusts the data), or the log start when retention deleted past it, as recovery reads it.
 //!
 //! A failed write or fdatasync poisons the partition: queued batches are dropped unacknowledged,
-//! waiters and later appends get the storage error, and no offset moves again until a reopen
-//! recovers from what is on disk.
+//! waiters and later appends get the storage error, and no offset moves again. Reads below the
+//! durable offset are still served. [`Partition::reopen`] recovers from what is on disk once the
+//! fault has cleared.
 
 mod checkpoint;
 mod open;
@@ -97,6 +98,8 @@ struct State {
     sync_asked_at: Option<Instant>,
     pending: VecDeque<Job>,
     poisoned: Option<StorageError>,
+    /// An fdatasync failed: what was written after the durable end was discarded.
+    unsynced_discarded: bool,
     closing: bool,
     checkpoint_due: bool,
     leader_epoch: LeaderEpoch,
@@ -340,6 +343,12 @@ impl Partition {
         self.state.borrow().poisoned.clone()
     }
 
+    /// Whether an fdatasync failed, so that what was written after the durable end was
+    /// discarded (acknowledged writes that no fdatasync covered are gone; see `reopen`).
+    pub fn unsynced_discarded(&self) -> bool {
+        self.state.borrow().unsynced_discarded
+    }
+
     /// Waits until the batch holding `offset` is in its segment file (readable, survives kill -9).
     pub async fn wait_written(&self, offset: Offset) -> Result<(), StorageError> {
         loop {
@@ -476,17 +485,22 @@ impl Partition {
     /// Stops the tasks after every queued batch is written, flushes the active segment and its
     /// indexes, records the checkpoint and writes the clean-shutdown marker.
     pub async fn close(&self) -> Result<(), StorageError> {
-        self.state.borrow_mut().closing = true;
-        self.work.notify_all();
-        self.sync_work.notify_all();
-        self.closed.notify_all();
-        let tasks = std::mem::take(&mut *self.tasks.borrow_mut());
-        for task in tasks {
-            task.await;
-        }
+        self.stop_tasks().await;
         if let Some(err) = self.poisoned() {
             return Err(err);
         }
+        if let Err(err) = self.flush_at_close().await {
+            // As in the tasks: a failed write-back must not be trusted by the next open.
+            self.poison(err.clone());
+            return Err(err);
+        }
+        checkpoint::write_clean_marker(&*self.storage, &self.dir)
+            .await
+            .map_err(|err| StorageError::new("write clean-shutdown marker", &self.dir, err))
+    }
+
+    /// Close's flush: the producer snapshot, the active segment and its indexes, the checkpoint.
+    async fn flush_at_close(&self) -> Result<(), StorageError> {
         self.write_producer_snapshot().await?;
         let active_base = self.state.borrow().active().base_offset;
         self.flush_segment(active_base).await?;
@@ -499,10 +513,46 @@ impl Partition {
             state.check();
             state.next_offset
         };
-        self.store_checkpoint(next).await?;
-        checkpoint::write_clean_marker(&*self.storage, &self.dir)
-            .await
-            .map_err(|err| StorageError::new("write clean-shutdown marker", &self.dir, err))
+        self.store_checkpoint(next).await
+    }
+
+    /// Opens the log again after the fault that took it offline has cleared (space freed on a
+    /// full disk, descriptors released, a device back): stops this partition's tasks and opens
+    /// the directory anew, recovering as after a crash, so every batch on disk is checked and a
+    /// torn tail is cut. Returns the new partition; this one stays offline and is dropped by
+    /// the caller (reads still in flight on it finish).
+    ///
+    /// A failed write keeps every whole batch written before it; after a failed fdatasync the
+    /// log was already cut at its durable end (see `poison_locked`).
+    ///
+    /// Fails (and leaves the directory to a later attempt) while the fault persists. On a
+    /// partition that is not offline it is a clean close and open.
+    pub async fn reopen(&self) -> Result<Rc<Partition>, crate::OpenError> {
+        let Some(poison) = self.poisoned() else {
+            self.close().await?;
+            return open::open(self.storage.clone(), &self.dir, self.config.clone()).await;
+        };
+        self.stop_tasks().await;
+        let partition = open::open(self.storage.clone(), &self.dir, self.config.clone()).await?;
+        tracing::warn!(
+            partition = %self.dir.display(),
+            log_end = %partition.log_end_offset(),
+            "partition back online after: {poison}"
+        );
+        Ok(partition)
+    }
+
+    /// Asks the tasks to stop and waits for them (queued batches are written first, unless the
+    /// partition is offline).
+    async fn stop_tasks(&self) {
+        self.state.borrow_mut().closing = true;
+        self.work.notify_all();
+        self.sync_work.notify_all();
+        self.closed.notify_all();
+        let tasks = std::mem::take(&mut *self.tasks.borrow_mut());
+        for task in tasks {
+            task.await;
+        }
     }
 
     /// The idempotent-producer state of a producer id (for tests and tools).
@@ -519,12 +569,39 @@ impl Partition {
                 durable = %state.durable_offset,
                 "partition offline: {err}"
             );
-            state.poisoned = Some(err);
+            state.poisoned = Some(err.clone());
+        }
+        if err.is_sync_failure() {
+            // Even when already offline for another reason: a sync in flight may fail after.
+            self.discard_unsynced(state);
+            state.unsynced_discarded = true;
         }
         state.pending.clear();
         self.progress.notify_all();
         self.work.notify_all();
         self.sync_work.notify_all();
+    }
+
+    /// After a failed fdatasync, cuts the files at the durable end. The kernel reports a
+    /// write-back failure once and marks the pages clean, so what was written after the last
+    /// successful fdatasync may read back from the page cache while the disk lacks it: a later
+    /// open (a reopen, or a restart of the broker) would take it for data, its own fdatasync
+    /// would succeed over it, and a power failure would then leave a hole under batches
+    /// acknowledged after it. Everything acknowledged as durable lies below the cut.
+    fn discard_unsynced(&self, state: &State) {
+        let (durable, written) = (state.durable_offset, state.written_offset);
+        match open::discard_after(&*self.storage, &self.dir, state.durable_end) {
+            Ok(()) if written > durable => tracing::warn!(
+                partition = %self.dir.display(),
+                "discarded offsets {durable}..{written}: written, but their fdatasync failed"
+            ),
+            Ok(()) => {}
+            Err(err) => tracing::error!(
+                partition = %self.dir.display(),
+                "cannot discard offsets {durable}..{written} after a failed fdatasync: {err}; \
+                 a restart may serve them though the disk may not hold them"
+            ),
+        }
     }
 
     fn poison(&self, err: StorageError) {

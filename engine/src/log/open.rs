@@ -128,6 +128,7 @@ pub(super) async fn open(
         sync_asked_at: None,
         pending: VecDeque::new(),
         poisoned: None,
+        unsynced_discarded: false,
         closing: false,
         checkpoint_due: false,
         leader_epoch: LeaderEpoch(0),
@@ -173,6 +174,43 @@ pub(super) async fn open(
         .map_err(|err| OpenError::io("remove clean-shutdown marker", dir, err))?;
     partition.start_tasks();
     Ok(partition)
+}
+
+/// Cuts the log at `end` (a segment's base and a byte position in it): the segment holding it
+/// is truncated there and every later one is deleted; durably (directory synced). For a reopen
+/// after a failed fdatasync, whose unsynced bytes cannot be trusted.
+pub(super) fn discard_after(
+    storage: &dyn Storage,
+    dir: &Path,
+    end: (Offset, FilePos),
+) -> Result<(), OpenError> {
+    let (end_base, end_position) = end;
+    let names = storage
+        .list(dir)
+        .map_err(|err| OpenError::io("list directory", dir, err))?;
+    for base in list_segments(&names) {
+        if base > end_base {
+            let paths = Segment::paths(dir, base);
+            remove_all(storage, paths.iter().map(PathBuf::as_path))
+                .map_err(|(path, err)| OpenError::io("delete segment", path, err))?;
+        } else if base == end_base {
+            let path = Segment::log_path(dir, base);
+            let file = storage
+                .open(&path, crate::storage::OpenMode::Existing)
+                .map_err(|err| OpenError::io("open segment", &path, err))?;
+            let len = storage
+                .len(&*file)
+                .map_err(|err| OpenError::io("stat segment", &path, err))?;
+            if len > end_position.get() {
+                storage
+                    .set_len(&*file, end_position.get())
+                    .map_err(|err| OpenError::io("truncate unsynced tail", &path, err))?;
+            }
+        }
+    }
+    storage
+        .sync_dir_blocking(dir)
+        .map_err(|err| OpenError::io("fsync directory", dir, err))
 }
 
 fn list_segments(names: &[String]) -> Vec<Offset> {

@@ -138,6 +138,11 @@ impl Partition {
                     return Err(StorageError::new("write", file.path(), err));
                 }
                 let mut state = self.state.borrow_mut();
+                if state.poisoned.is_some() {
+                    // It failed while this write was in flight: no offset moves again (the
+                    // files may already be cut at the durable end).
+                    return Ok(());
+                }
                 if let Some(segment) = state.segments.get_mut(&segment_base) {
                     segment.written_size = position.plus(bytes);
                 }
@@ -154,6 +159,9 @@ impl Partition {
                 self.flush_segment(segment_base).await?;
                 let recovery_offset = {
                     let mut state = self.state.borrow_mut();
+                    if state.poisoned.is_some() {
+                        return Ok(());
+                    }
                     let end = state.segments[&segment_base].next_offset;
                     if end > state.durable_offset {
                         state.durable_offset = end;
@@ -253,6 +261,9 @@ async fn run_syncer(partition: Rc<Partition>) {
         timing::record_since(Stage::Fsync, started);
         {
             let mut state = partition.state.borrow_mut();
+            if state.poisoned.is_some() {
+                return; // another task failed meanwhile: nothing is acknowledged now
+            }
             if offset > state.durable_offset {
                 state.durable_offset = offset;
                 state.durable_end = (file_base, position);

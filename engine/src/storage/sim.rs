@@ -20,7 +20,9 @@
 //!
 //! Faults: [`SimDisk::fail_next`] makes the next operation of a kind fail with an errno;
 //! [`SimDisk::set_fault_rates`] makes them fail at random. A failed write may have written a
-//! prefix of its bytes (unsynced, like any write); a failed fdatasync makes nothing durable.
+//! prefix of its bytes (unsynced, like any write); a failed fdatasync makes nothing durable, and
+//! the writes it covered are lost for good (they read back, as from Linux's page cache after a
+//! write-back error, but a crash drops them whatever is synced later).
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -499,6 +501,12 @@ impl Storage for SimDisk {
             pause.await;
             let mut sim = disk.0.borrow_mut();
             if let Some(code) = sim.fault(FaultOp::Fsync) {
+                // Linux reports a write-back failure once and marks the pages clean: the writes
+                // this fdatasync covered still read back, but no later one makes them durable.
+                if let Some(inode) = sim.inodes.get_mut(&ino) {
+                    let changes = changes.min(inode.unsynced.len());
+                    inode.unsynced.drain(..changes);
+                }
                 return Err(errno(code));
             }
             sim.commit_names(names);
