@@ -244,6 +244,7 @@ async fn shard_main(
     let inbox_task = rio::spawn(run_inbox(shard.clone(), inbox));
     let group_task = rio::spawn(crate::group::run_timers(coordinator, GROUP_TIMER_TICK));
     let retention_task = rio::spawn(run_retention(shard.clone()));
+    let reopen_task = rio::spawn(run_reopen_offline(shard.clone()));
     let accept_task = rio::spawn(accept_loop(shard.clone(), Rc::new(listener)));
     info!(shard = %shard.id, "shard ready");
     while !shard.stopped.get() {
@@ -272,6 +273,7 @@ async fn shard_main(
     .await;
     // Stopped, not detached: neither may run while the logs close, or after.
     retention_task.abort();
+    reopen_task.abort();
     group_task.abort();
     let partitions = shard.take_partitions();
     // All at once: their flushes overlap (9,000 partitions closed one by one took 6 s).
@@ -324,6 +326,15 @@ async fn run_retention(shard: Rc<Shard>) {
     loop {
         shard.enforce_retention();
         rio::sleep(Duration::from_secs(30)).await;
+    }
+}
+
+/// Reopens offline partitions every `offline-partition-retry-ms`.
+async fn run_reopen_offline(shard: Rc<Shard>) {
+    let every = Duration::from_millis(shard.shared.config.offline_partition_retry_ms);
+    loop {
+        rio::sleep(every).await;
+        shard.reopen_offline().await;
     }
 }
 

@@ -87,6 +87,8 @@ pub struct FileConfig {
     max_connections_per_ip: Option<i64>,
     #[serde(rename = "queued.max.request.bytes")]
     queued_max_request_bytes: Option<i64>,
+    #[serde(rename = "offline-partition-retry-ms")]
+    offline_partition_retry_ms: Option<i64>,
 }
 
 /// Defaults for topics, under Kafka's names.
@@ -123,6 +125,9 @@ pub struct Config {
     pub max_connections_per_ip: usize,
     /// `queued.max.request.bytes`: request bytes being read or awaiting an answer, broker-wide.
     pub queued_max_request_bytes: usize,
+    /// `offline-partition-retry-ms`: how often partitions that a storage failure took offline
+    /// are reopened (recovered from disk) to see whether the fault has cleared.
+    pub offline_partition_retry_ms: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -319,8 +324,14 @@ impl Config {
             Some(v) => v as usize,
             None => 512 << 20,
         };
+        let offline_partition_retry_ms = positive(
+            file.offline_partition_retry_ms,
+            "offline-partition-retry-ms",
+            5000,
+        )? as u64;
         Ok(Config {
             queued_max_request_bytes,
+            offline_partition_retry_ms,
             connections_max_idle_ms,
             max_connections,
             max_connections_per_ip,

@@ -37,6 +37,57 @@ def test_a_full_disk_takes_the_partition_offline_and_says_why(make_broker, tmp_p
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+def test_a_partition_offline_after_a_full_disk_serves_again_once_space_is_freed(make_broker, tmp_path):
+    mount = tmp_path / "small"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], check=True)
+    try:
+        ballast = mount / "ballast"
+        ballast.write_bytes(b"\0" * (3 << 20))
+        config = tmp_path / "retry.toml"
+        config.write_text('"offline-partition-retry-ms" = 200\n')
+        broker = make_broker("--config", str(config), "--shards", "1", data_dir=mount / "data")
+        create_topic(broker.bootstrap, "refill", 1)
+        sock = connect(broker.bootstrap)
+        acked = {}
+        for i in range(60):
+            sock.sendall(produce_v7("refill", 0, record_batch([bytes([i]) * 200_000])))
+            error, base = produce_v7_error(read_response(sock))
+            if error:
+                break
+            acked[base] = bytes([i]) * 200_000
+        assert error == 56 and acked, f"KAFKA_STORAGE_ERROR once the disk is full, after {len(acked)}"
+        ballast.unlink()
+        deadline = time.monotonic() + 10
+        while True:
+            sock.sendall(produce_v7("refill", 0, record_batch([b"after"])))
+            error, base = produce_v7_error(read_response(sock))
+            if error == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert error == 0, "space freed: the partition serves again without a restart"
+        assert base >= max(acked) + 1
+        sock.close()
+        consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "refill-check",
+                             "enable.auto.commit": False, "fetch.max.bytes": 1 << 20})
+        consumer.assign([TopicPartition("refill", 0, 0)])
+        seen = {}
+        deadline = time.monotonic() + 20
+        while base not in seen and time.monotonic() < deadline:
+            message = consumer.poll(1)
+            if message is not None and not message.error():
+                seen[message.offset()] = message.value()
+        consumer.close()
+        for offset, value in acked.items():
+            assert seen.get(offset) == value, f"acknowledged offset {offset} lost or changed"
+        assert seen.get(base) == b"after"
+        log = broker.read_log()
+        assert "partition offline" in log and "back online" in log, log[-3000:]
+        broker.stop()
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
 def test_stop_does_not_wait_for_a_consumer_that_stopped_reading(make_broker):
     broker = make_broker("--fsync", "never")
     producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 20})

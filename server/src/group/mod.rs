@@ -508,8 +508,9 @@ pub struct Coordinator {
     groups: RefCell<HashMap<String, Group>>,
     /// Per offsets log: writes appended and not yet applied, applied in append order.
     orders: HashMap<u32, Rc<ApplyOrder>>,
-    /// The internal offsets partitions this shard owns.
-    logs: HashMap<u32, Rc<Partition>>,
+    /// The internal offsets partitions this shard owns (replaced when an offline one is
+    /// reopened).
+    logs: RefCell<HashMap<u32, Rc<Partition>>>,
 }
 
 fn member_id_for(client_id: &str) -> String {
@@ -580,14 +581,15 @@ impl Coordinator {
             clock,
             groups: RefCell::new(groups),
             orders: logs.keys().map(|&p| (p, Rc::default())).collect(),
-            logs,
+            logs: RefCell::new(logs),
         })
     }
 
     /// Closes the offsets logs; returns how many failed (each logged).
     pub async fn close(&self) -> usize {
         let mut failed = 0;
-        for log in self.logs.values() {
+        let logs: Vec<Rc<Partition>> = self.logs.borrow().values().cloned().collect();
+        for log in &logs {
             if let Err(err) = log.close().await {
                 tracing::error!("closing offsets log {} failed: {err}", log.dir().display());
                 failed += 1;
@@ -596,14 +598,40 @@ impl Coordinator {
         failed
     }
 
-    fn log_for(&self, group: &str) -> Option<&Rc<Partition>> {
-        self.logs.get(&offsets::partition_of(group))
+    fn log_for(&self, group: &str) -> Option<Rc<Partition>> {
+        self.log(offsets::partition_of(group))
     }
 
     /// The internal offsets log of partition `partition`, if this shard owns it: served
     /// read-only as `__consumer_offsets`.
     pub fn log(&self, partition: u32) -> Option<Rc<Partition>> {
-        self.logs.get(&partition).cloned()
+        self.logs.borrow().get(&partition).cloned()
+    }
+
+    /// Reopens the offsets logs that a storage failure took offline ([`Partition::reopen`]).
+    /// The groups' state in memory stays: it holds nothing the log did not acknowledge. Returns
+    /// the first failure of those that are still offline, with their count.
+    pub async fn reopen_offline(&self) -> Option<(usize, ringtail_engine::OpenError)> {
+        let offline: Vec<(u32, Rc<Partition>)> = self
+            .logs
+            .borrow()
+            .iter()
+            .filter(|(_, log)| log.poisoned().is_some())
+            .map(|(&p, log)| (p, log.clone()))
+            .collect();
+        let mut failed: Option<(usize, ringtail_engine::OpenError)> = None;
+        for (partition, log) in offline {
+            match log.reopen().await {
+                Ok(reopened) => {
+                    self.logs.borrow_mut().insert(partition, reopened);
+                }
+                Err(err) => match &mut failed {
+                    Some((count, _)) => *count += 1,
+                    None => failed = Some((1, err)),
+                },
+            }
+        }
+        failed
     }
 
     /// Appends the group's metadata record (Kafka's GroupMetadata key and value) for readers of
@@ -1162,8 +1190,7 @@ impl Coordinator {
         records: &[(Vec<u8>, Option<Vec<u8>>)],
     ) -> Result<Turn, i16> {
         let partition = offsets::partition_of(group_id);
-        let (Some(log), Some(order)) = (self.logs.get(&partition), self.orders.get(&partition))
-        else {
+        let (Some(log), Some(order)) = (self.log(partition), self.orders.get(&partition)) else {
             return Err(error_code::COORDINATOR_NOT_AVAILABLE);
         };
         let refs: Vec<(&[u8], Option<&[u8]>)> = records
@@ -1187,7 +1214,13 @@ impl Coordinator {
     /// Replay from the new log start gives the same offsets. Skipped while an offsets write is
     /// in flight.
     pub async fn compact(&self, sealed_segments_min: usize) {
-        for (&partition, log) in &self.logs {
+        let logs: Vec<(u32, Rc<Partition>)> = self
+            .logs
+            .borrow()
+            .iter()
+            .map(|(&p, log)| (p, log.clone()))
+            .collect();
+        for (partition, log) in logs {
             let busy = self
                 .orders
                 .get(&partition)

@@ -636,3 +636,60 @@ fn concurrent_commits_apply_in_log_order() {
     );
     assert_eq!(after, vec![2], "the last appended commit wins");
 }
+
+/// An offsets log that a write failure took offline refuses commits (KAFKA_STORAGE_ERROR)
+/// until `reopen_offline` finds the fault cleared; then commits work again, and every commit
+/// acknowledged before the failure is still there, in memory and after a power failure.
+#[test]
+fn an_offline_offsets_log_is_reopened_once_the_fault_clears() {
+    use ringtail_engine::storage::sim::FaultOp;
+    const ENOSPC: i32 = 28;
+    let disk = SimDisk::new(11);
+    let clock = Rc::new(ManualClock::new(1_700_000_000_000));
+    let fetch = |c: &Coordinator| {
+        c.fetch_offsets("g", None)
+            .into_iter()
+            .flat_map(|(_, ps)| ps.into_iter())
+            .find(|(p, _)| *p == 0)
+            .and_then(|(_, o)| o.map(|o| o.offset))
+    };
+    let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime");
+    runtime.block_on(async {
+        let c = open(&disk, &clock, config(0, i64::MAX / 4)).await;
+        let entry = |offset| vec![("t".to_string(), 0, committed_at(&clock, offset))];
+        c.commit("g", entry(5))
+            .await
+            .expect("commit before the fault");
+        disk.fail_next(FaultOp::Write, ENOSPC);
+        assert_eq!(
+            c.commit("g", entry(6)).await.err(),
+            Some(error_code::KAFKA_STORAGE_ERROR)
+        );
+        assert_eq!(
+            c.commit("g", entry(7)).await.err(),
+            Some(error_code::KAFKA_STORAGE_ERROR),
+            "offline: refused until reopened"
+        );
+        disk.fail_next(FaultOp::Write, ENOSPC);
+        let still = c.reopen_offline().await;
+        assert!(
+            matches!(still, Some((1, _))),
+            "the disk is still full: {still:?}"
+        );
+        assert!(
+            c.reopen_offline().await.is_none(),
+            "space freed: back online"
+        );
+        assert_eq!(fetch(&c), Some(5), "the acknowledged commit is kept");
+        c.commit("g", entry(8)).await.expect("commits work again");
+        assert_eq!(fetch(&c), Some(8));
+    });
+    drop(runtime);
+    disk.crash();
+    let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime");
+    runtime.block_on(async {
+        let c = open(&disk, &clock, config(0, i64::MAX / 4)).await;
+        assert_eq!(fetch(&c), Some(8), "replayed after a power failure");
+        c.close().await;
+    });
+}

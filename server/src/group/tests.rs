@@ -365,9 +365,9 @@ fn compaction_keeps_every_live_offset_and_drops_the_superseded_segments() {
             .await
             .expect("commit");
         assert_eq!(c.delete("g3").await, error_code::NONE);
-        let before: usize = c.logs.values().map(|l| l.segment_count()).sum();
+        let before: usize = c.logs.borrow().values().map(|l| l.segment_count()).sum();
         c.compact(0).await;
-        let after: usize = c.logs.values().map(|l| l.segment_count()).sum();
+        let after: usize = c.logs.borrow().values().map(|l| l.segment_count()).sum();
         assert!(
             after < before,
             "compaction deleted segments ({before} -> {after})"

@@ -100,6 +100,12 @@ pub struct Shard {
     /// Serialises registry changes on the controller.
     controller_busy: Cell<bool>,
     controller_free: Notify,
+    /// Held while offline partitions are reopened, and by a topic's deletion here: a reopen
+    /// must not recreate a directory being deleted.
+    partitions_busy: Cell<bool>,
+    partitions_free: Notify,
+    /// When "still offline" was last logged (once a minute at most).
+    offline_logged: Cell<Option<std::time::Instant>>,
     /// Timestamps of appends (`segment.ms`), retention by age, and the coordinator's time.
     clock: Rc<dyn Clock>,
 }
@@ -122,6 +128,9 @@ impl Shard {
             producer_ids: RefCell::new(None),
             controller_busy: Cell::new(false),
             controller_free: Notify::new(),
+            partitions_busy: Cell::new(false),
+            partitions_free: Notify::new(),
+            offline_logged: Cell::new(None),
             clock: Rc::new(SystemClock),
         })
     }
@@ -288,6 +297,7 @@ impl Shard {
 
     /// Closes and removes this shard's partitions of `topic`, deleting their directories.
     pub async fn drop_partitions(self: &Rc<Self>, topic: &str) {
+        let _held = self.hold_partitions().await;
         let doomed = self.partitions.borrow_mut().remove_topic(topic);
         for (key, partition) in doomed {
             let _ = partition.close().await;
@@ -295,6 +305,76 @@ impl Shard {
             if let Err(e) = crate::partition_dirs::delete(&dir) {
                 warn!("cannot remove {}: {e}", dir.display());
             }
+        }
+    }
+
+    /// Waits until no reopen or deletion runs here, then holds the partitions until the guard
+    /// drops.
+    async fn hold_partitions(&self) -> PartitionsGuard<'_> {
+        loop {
+            let notified = self.partitions_free.notified();
+            if !self.partitions_busy.get() {
+                self.partitions_busy.set(true);
+                return PartitionsGuard { shard: self };
+            }
+            notified.await;
+        }
+    }
+
+    /// Reopens the partitions (and offsets logs) a storage failure took offline, now that the
+    /// fault may have cleared: each is recovered from what is on disk and serves again
+    /// ([`Partition::reopen`]). Those still failing stay offline until the next call; that is
+    /// logged once a minute at most.
+    pub(crate) async fn reopen_offline(&self) {
+        let offline: Vec<_> = self
+            .partitions
+            .borrow()
+            .entries()
+            .filter(|(_, log)| log.poisoned().is_some())
+            .map(|(key, log)| (key, log.clone()))
+            .collect();
+        let (mut still_offline, mut first_error) = (0, None);
+        if !offline.is_empty() {
+            let _held = self.hold_partitions().await;
+            for (key, log) in offline {
+                match log.reopen().await {
+                    Ok(reopened) => {
+                        let mut map = self.partitions.borrow_mut();
+                        let current = map.get(&key.topic, key.partition);
+                        if current.is_some_and(|current| Rc::ptr_eq(current, &log)) {
+                            map.insert(&key.topic, key.partition, reopened);
+                        }
+                    }
+                    Err(err) => {
+                        still_offline += 1;
+                        first_error.get_or_insert_with(|| {
+                            format!("{}-{}: {err}", key.topic, key.partition)
+                        });
+                    }
+                }
+            }
+        }
+        let coordinator = self.coordinator.borrow().clone();
+        if let Some(coordinator) = coordinator {
+            if let Some((count, err)) = coordinator.reopen_offline().await {
+                still_offline += count;
+                first_error.get_or_insert_with(|| format!("offsets log: {err}"));
+            }
+        }
+        let Some(first) = first_error else {
+            return;
+        };
+        let now = std::time::Instant::now();
+        let due = self
+            .offline_logged
+            .get()
+            .is_none_or(|last| now.duration_since(last) >= Duration::from_secs(60));
+        if due {
+            self.offline_logged.set(Some(now));
+            warn!(
+                shard = %self.id,
+                "{still_offline} partition(s) still offline, retrying: {first}"
+            );
         }
     }
 
@@ -353,6 +433,17 @@ impl Shard {
                 error!("retention failed in {}: {e}", partition.dir().display());
             }
         }
+    }
+}
+
+struct PartitionsGuard<'a> {
+    shard: &'a Shard,
+}
+
+impl Drop for PartitionsGuard<'_> {
+    fn drop(&mut self) {
+        self.shard.partitions_busy.set(false);
+        self.shard.partitions_free.notify_all();
     }
 }
 

@@ -60,6 +60,19 @@ impl PartitionMap {
             .collect()
     }
 
+    /// Every log with its key, in no particular order.
+    pub fn entries(&self) -> impl Iterator<Item = (TopicPartition, &Rc<Partition>)> {
+        self.topics.iter().flat_map(|(name, slots)| {
+            slots.iter().enumerate().filter_map(move |(index, log)| {
+                let key = TopicPartition {
+                    topic: name.clone(),
+                    partition: index as i32,
+                };
+                log.as_ref().map(|log| (key, log))
+            })
+        })
+    }
+
     /// Every log, in no particular order.
     pub fn logs(&self) -> impl Iterator<Item = &Rc<Partition>> {
         self.topics.values().flatten().flatten()
@@ -107,6 +120,18 @@ mod tests {
             assert!(map.get("a", 3).is_none() && map.get("a", -1).is_none());
             assert!(map.get("c", 0).is_none());
             assert_eq!(map.logs().count(), 3);
+            let mut keys: Vec<(String, i32)> = map
+                .entries()
+                .map(|(k, log)| {
+                    assert!(Rc::ptr_eq(
+                        log,
+                        map.get(&k.topic, k.partition).expect("listed")
+                    ));
+                    (k.topic.to_string(), k.partition)
+                })
+                .collect();
+            keys.sort();
+            assert_eq!(keys, [("a".into(), 0), ("a".into(), 2), ("b".into(), 0)]);
             let removed = map.remove_topic("a");
             let keys: Vec<i32> = removed.iter().map(|(k, _)| k.partition).collect();
             assert_eq!(keys, vec![0, 2]);
