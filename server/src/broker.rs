@@ -46,6 +46,14 @@ pub fn run(config: Config) -> Result<(), Vec<StartError>> {
             }]
         })?;
     rio::block_termination_signals().map_err(|e| vec![StartError::Signals(e)])?;
+    match rio::raise_descriptor_limit() {
+        Ok(limit) => info!(
+            limit,
+            reserve = descriptor_reserve(limit, config.descriptor_reserve),
+            "descriptor limit (the reserve is kept for partitions: connections never take it)"
+        ),
+        Err(e) => warn!("cannot read or raise the descriptor limit: {e}"),
+    }
     if config.stage_timing {
         ringtail_engine::timing::enable();
     }
@@ -347,6 +355,18 @@ async fn accept_loop(shard: Rc<Shard>, listener: Rc<TcpListener>) {
         }
         match select(accept(listener.clone()), stop).await {
             Either::Left(Ok(stream)) => {
+                if let Some(reserve) = in_descriptor_reserve(&stream, &shard) {
+                    drop(stream);
+                    if let Some(held_back) = RESERVE_LOG.admit() {
+                        warn!(
+                            held_back,
+                            "connection refused: the last {reserve} descriptors are kept for \
+                             partitions (raise the descriptor limit, ulimit -n, for more \
+                             connections)"
+                        );
+                    }
+                    continue;
+                }
                 let ip = match stream.peer_addr() {
                     Ok(addr) => addr.ip(),
                     Err(_) => continue, // already gone
@@ -382,3 +402,24 @@ async fn accept_loop(shard: Rc<Shard>, listener: Rc<TcpListener>) {
 /// Accept failures and refusals under a flood: logged once per 10 s, with the count held back.
 static ACCEPT_FAILED_LOG: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(10));
 static REFUSED_LOG: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(10));
+static RESERVE_LOG: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(10));
+
+/// The descriptors kept for partitions under a soft limit of `limit`: `descriptor-reserve`,
+/// but never more than a quarter of the limit.
+fn descriptor_reserve(limit: u64, configured: u64) -> u64 {
+    configured.min(limit / 4)
+}
+
+/// Whether an accepted connection landed in the descriptor reserve (returned: its size).
+/// The kernel hands out the lowest free descriptor number, so a connection numbered at or
+/// above `limit - reserve` means every number below is taken: refusing it keeps the top
+/// `reserve` numbers for segment files, index files and snapshots, and connections alone can
+/// never make a segment roll fail with EMFILE. One getrlimit per accept, so a limit changed
+/// while running (prlimit) counts.
+fn in_descriptor_reserve(stream: &std::net::TcpStream, shard: &Shard) -> Option<u64> {
+    use std::os::fd::AsRawFd;
+    let (limit, _) = rio::descriptor_limit().ok()?;
+    let reserve = descriptor_reserve(limit, shard.shared.config.descriptor_reserve);
+    let fd = u64::try_from(stream.as_raw_fd()).ok()?;
+    (reserve > 0 && fd >= limit - reserve).then_some(reserve)
+}

@@ -89,6 +89,8 @@ pub struct FileConfig {
     queued_max_request_bytes: Option<i64>,
     #[serde(rename = "offline-partition-retry-ms")]
     offline_partition_retry_ms: Option<i64>,
+    #[serde(rename = "descriptor-reserve")]
+    descriptor_reserve: Option<i64>,
 }
 
 /// Defaults for topics, under Kafka's names.
@@ -128,6 +130,9 @@ pub struct Config {
     /// `offline-partition-retry-ms`: how often partitions that a storage failure took offline
     /// are reopened (recovered from disk) to see whether the fault has cleared.
     pub offline_partition_retry_ms: u64,
+    /// `descriptor-reserve`: file descriptors connections may never take, kept for partitions
+    /// (at most a quarter of the limit).
+    pub descriptor_reserve: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -329,7 +334,13 @@ impl Config {
             "offline-partition-retry-ms",
             5000,
         )? as u64;
+        let descriptor_reserve = match file.descriptor_reserve {
+            Some(v) if v < 0 => return err("descriptor-reserve must be at least 0"),
+            Some(v) => v as u64,
+            None => 256,
+        };
         Ok(Config {
+            descriptor_reserve,
             queued_max_request_bytes,
             offline_partition_retry_ms,
             connections_max_idle_ms,

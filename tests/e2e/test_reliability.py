@@ -152,8 +152,10 @@ def test_an_unsupported_version_is_logged_with_client_api_and_version(broker):
     assert line and "WARN" in line[0] and "api_key=0" in line[0] and "api_version=1" in line[0], log[-2000:]
 
 
-def test_running_out_of_descriptors_at_a_segment_roll_fails_the_request_but_not_the_partition(make_broker):
-    broker = make_broker("--shards", "1", "--fsync", "never")
+def test_running_out_of_descriptors_at_a_segment_roll_fails_the_request_but_not_the_partition(make_broker, tmp_path):
+    config = tmp_path / "no-reserve.toml"
+    config.write_text('"descriptor-reserve" = 0\n')  # without it, connections cannot take them all
+    broker = make_broker("--config", str(config), "--shards", "1", "--fsync", "never")
     create_topic(broker.bootstrap, "rolls", 1, **{"segment.bytes": "1024"})
     sock = connect(broker.bootstrap)
     sock.sendall(produce_v7("rolls", 0, record_batch([b"a" * 800]), acks=1))
@@ -180,6 +182,38 @@ def test_running_out_of_descriptors_at_a_segment_roll_fails_the_request_but_not_
     assert error == 0 and offset == 1, "the partition still serves once descriptors are back"
     sock.close()
     assert "cannot roll" in broker.read_log() and "partition offline" not in broker.read_log()
+
+
+def test_connections_never_take_the_descriptors_kept_for_partitions(make_broker):
+    broker = make_broker("--shards", "1", "--fsync", "never")
+    create_topic(broker.bootstrap, "reserved", 1, **{"segment.bytes": "1024"})
+    sock = connect(broker.bootstrap)
+    sock.sendall(produce_v7("reserved", 0, record_batch([b"a" * 800]), acks=1))
+    assert produce_v7_error(read_response(sock))[0] == 0
+    open_fds = len(os.listdir(f"/proc/{broker.proc.pid}/fd"))
+    limit = open_fds + 120
+    subprocess.run(["prlimit", f"--pid={broker.proc.pid}", f"--nofile={limit}:"], check=True)
+    reserve = min(256, limit // 4)
+    flood = []
+    try:
+        for _ in range(200):  # far more than the limit allows
+            s = connect(broker.bootstrap, timeout=2)
+            s.sendall(request(18, 0, b""))
+            if read_response(s) is None:  # refused: closed at once
+                s.close()
+                break
+            flood.append(s)
+        assert flood, "connections below the reserve are served"
+        assert len(flood) <= limit - reserve - open_fds + 2, f"{len(flood)} connections ate into the reserve"
+        sock.sendall(produce_v7("reserved", 0, record_batch([b"b" * 800]), acks=1))  # needs a new segment
+        error, offset = produce_v7_error(read_response(sock))
+        assert (error, offset) == (0, 1), "the segment roll found a descriptor despite the flood"
+    finally:
+        for s in flood:
+            s.close()
+    sock.close()
+    log = broker.read_log()
+    assert "descriptors are kept for partitions" in log and "cannot roll" not in log, log[-3000:]
 
 
 def test_connection_limits_and_idle_connections_close(make_broker, tmp_path):

@@ -16,8 +16,8 @@ mod signal;
 pub use combine::{any, join_all, select, timeout, Either};
 pub use executor::{spawn, yield_now, JoinHandle, Runtime, RuntimeConfig};
 pub use net::{
-    accept, current_affinity, listen_reuseport, pin_current_thread, recv, send_all, set_nodelay,
-    splice_to_socket, Pipe,
+    accept, current_affinity, descriptor_limit, listen_reuseport, pin_current_thread,
+    raise_descriptor_limit, recv, send_all, set_nodelay, splice_to_socket, Pipe,
 };
 pub use notify::Notify;
 pub use op::{

@@ -301,6 +301,37 @@ pub fn pin_current_thread(core: usize) -> io::Result<()> {
     Ok(())
 }
 
+/// The process's descriptor limit (`RLIMIT_NOFILE`): (soft, hard).
+pub fn descriptor_limit() -> io::Result<(u64, u64)> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: passes a live rlimit for the kernel to fill.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((limit.rlim_cur, limit.rlim_max))
+}
+
+/// Raises the soft descriptor limit to the hard one (what an unprivileged process may do);
+/// returns the soft limit now in force.
+pub fn raise_descriptor_limit() -> io::Result<u64> {
+    let (soft, hard) = descriptor_limit()?;
+    if soft >= hard {
+        return Ok(soft);
+    }
+    let limit = libc::rlimit {
+        rlim_cur: hard,
+        rlim_max: hard,
+    };
+    // SAFETY: passes a live, initialised rlimit; the kernel only reads it.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(hard)
+}
+
 /// The CPUs the calling thread may run on.
 pub fn current_affinity() -> io::Result<Vec<usize>> {
     // SAFETY: cpu_set_t is plain data.

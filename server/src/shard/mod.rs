@@ -24,6 +24,7 @@ use std::task::Waker;
 use std::time::Duration;
 
 use ringtail_engine::io::{self as rio, Notify, Pipe};
+use ringtail_engine::storage::OsStorage;
 use ringtail_engine::{LogConfig, Partition};
 use tracing::{error, warn};
 
@@ -286,7 +287,9 @@ impl Shard {
                     source,
                 })?;
             if !known {
-                crate::partition_dirs::write_metadata(&dir, &topic.id).map_err(dir_error)?;
+                crate::partition_dirs::write_metadata(&OsStorage, &dir, &topic.id)
+                    .await
+                    .map_err(dir_error)?;
             }
             self.partitions
                 .borrow_mut()
