@@ -554,6 +554,41 @@ fn a_reopen_after_a_failed_fdatasync_discards_only_what_no_fdatasync_covered() {
 }
 
 #[test]
+fn no_descriptor_for_an_index_or_snapshot_file_at_a_seal_leaves_the_partition_serving() {
+    let disk = SimDisk::new(seed("no_descriptor_at_a_seal"));
+    let dir = Path::new("/p");
+    let config = LogConfig {
+        segment_bytes: 1024,
+        ..LogConfig::default()
+    };
+    let mut offsets = Vec::new();
+    run(async {
+        let log = open_on(&disk, dir, config.clone()).await;
+        let first = log.append(batch(1, 900, 1, 0), 0).expect("append");
+        offsets.push(first.base_offset.get());
+        for (tag, errno) in [(1, libc::EMFILE), (2, libc::ENOSPC), (3, libc::ENFILE)] {
+            // Each append rolls (the active segment is full): the seal of the previous segment
+            // creates its snapshot and index files, and the first of those creations fails.
+            let info = log.append(batch(1, 900, 1, tag), 0).expect("append");
+            offsets.push(info.base_offset.get());
+            disk.fail_next(FaultOp::Create, errno);
+            log.wait_for_ack(info.last_offset, true)
+                .await
+                .expect("still serving after a skipped file");
+        }
+        assert!(log.poisoned().is_none());
+        assert!(log.segment_count() >= 3, "the segments rolled");
+        log.close().await.expect("close");
+    });
+    run(async {
+        let log = open_on(&disk, dir, config).await;
+        let kept: Vec<i64> = read_all(&log).await.iter().map(|b| b.0).collect();
+        assert_eq!(kept, offsets, "the missing files were rebuilt from the log");
+        log.close().await.expect("close");
+    });
+}
+
+#[test]
 fn a_reopen_of_a_healthy_partition_is_a_clean_close_and_open() {
     let disk = SimDisk::new(seed("reopen_of_a_healthy_partition"));
     run(async {

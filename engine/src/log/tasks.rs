@@ -46,8 +46,11 @@ impl Partition {
         };
         let index_path = Segment::index_path(&self.dir, segment_base);
         let time_index_path = Segment::time_index_path(&self.dir, segment_base);
-        write_file(&*self.storage, &index_path, index).await?;
-        write_file(&*self.storage, &time_index_path, time_index).await?;
+        // Index files are an accelerator: one that cannot be created now is rebuilt from the
+        // log at the next open. The log file's own flush is what must not be skipped.
+        for (path, bytes) in [(&index_path, index), (&time_index_path, time_index)] {
+            skip_if_uncreatable(write_file(&*self.storage, path, bytes).await)?;
+        }
         self.sync_file(file).await?;
         // The directory entry of a new segment must be durable too, without blocking the shard.
         self.storage
@@ -85,7 +88,10 @@ impl Partition {
         };
         let path = self.dir.join(crate::producer::snapshot::file_name(offset));
         let tmp = path.with_extension("snapshot.tmp");
-        write_file(&*self.storage, &tmp, Bytes::from(bytes)).await?;
+        // Like the index files: without it, the producer state is rebuilt from the log.
+        if !skip_if_uncreatable(write_file(&*self.storage, &tmp, Bytes::from(bytes)).await)? {
+            return Ok(());
+        }
         self.storage
             .rename(&tmp, &path)
             .map_err(|err| StorageError::new("rename snapshot", &path, err))?;
@@ -300,6 +306,26 @@ async fn run_ticker(partition: Rc<Partition>, every: Duration) {
             state.sync_wanted = state.sync_wanted.max(state.written_offset);
         }
         partition.sync_work.notify_all();
+    }
+}
+
+/// A small file that could not even be created for want of a descriptor or of space (EMFILE,
+/// ENFILE, ENOSPC, EDQUOT at creation: nothing was written) is skipped with a warning rather
+/// than taking the partition offline: returns Ok(false). Ok(true) when it was written.
+fn skip_if_uncreatable(result: Result<(), StorageError>) -> Result<bool, StorageError> {
+    match result {
+        Ok(()) => Ok(true),
+        Err(err)
+            if err.op == "create"
+                && matches!(
+                    err.source.raw_os_error(),
+                    Some(libc::EMFILE | libc::ENFILE | libc::ENOSPC | libc::EDQUOT)
+                ) =>
+        {
+            tracing::warn!("skipped (rebuilt from the log at the next open): {err}");
+            Ok(false)
+        }
+        Err(err) => Err(err),
     }
 }
 
