@@ -7,6 +7,7 @@
 mod api;
 pub mod broker;
 pub mod clock;
+mod cluster;
 pub mod config;
 mod conn;
 mod conn_limits;
