@@ -92,6 +92,11 @@ pub struct PartitionRecord {
     pub replicas: Vec<NodeId>,
     pub isr: Vec<NodeId>,
     pub leader: Option<NodeId>,
+    /// 0 at creation; a snapshot carries the epochs reached.
+    #[serde(default)]
+    pub leader_epoch: i32,
+    #[serde(default)]
+    pub partition_epoch: i32,
 }
 
 /// Kafka's ACL binding: a resource pattern and an access control entry.
@@ -223,6 +228,57 @@ impl MetadataImage {
         self.brokers.values().filter(|b| !b.fenced)
     }
 
+    /// The records that rebuild this image when applied to an empty one, in order: what a
+    /// snapshot of the metadata log holds (as KRaft's snapshots hold records).
+    pub fn to_records(&self) -> Vec<MetadataRecord> {
+        use MetadataRecord as R;
+        let mut records = Vec::new();
+        for b in self.brokers.values() {
+            records.push(R::RegisterBroker {
+                node: b.node,
+                epoch: b.epoch,
+                host: b.host.clone(),
+                port: b.port,
+                rack: b.rack.clone(),
+            });
+            if !b.fenced {
+                // Before any topic exists, so it elects nothing.
+                records.push(R::UnfenceBroker {
+                    node: b.node,
+                    epoch: b.epoch,
+                });
+            }
+        }
+        for t in self.topics.values() {
+            records.push(R::CreateTopic {
+                name: t.name.clone(),
+                id: t.id,
+                configs: t.configs.clone(),
+                partitions: t
+                    .partitions
+                    .iter()
+                    .map(|p| PartitionRecord {
+                        replicas: p.replicas.clone(),
+                        isr: p.isr.clone(),
+                        leader: p.leader,
+                        leader_epoch: p.leader_epoch,
+                        partition_epoch: p.partition_epoch,
+                    })
+                    .collect(),
+            });
+        }
+        if self.next_producer_id > 0 {
+            records.push(R::AllocateProducerIds {
+                node: 0,
+                first: 0,
+                count: self.next_producer_id,
+            });
+        }
+        records.extend(self.acls.iter().cloned().map(R::AddAcl));
+        records.extend(self.scram.values().cloned().map(R::SetScramCredential));
+        records
+    }
+
     /// Applies one committed record. On `Err` nothing changed.
     pub fn apply(&mut self, record: &MetadataRecord) -> Result<(), Ignored> {
         use MetadataRecord as R;
@@ -301,8 +357,8 @@ impl MetadataImage {
                         replicas: p.replicas.clone(),
                         isr: p.isr.clone(),
                         leader: p.leader,
-                        leader_epoch: 0,
-                        partition_epoch: 0,
+                        leader_epoch: p.leader_epoch,
+                        partition_epoch: p.partition_epoch,
                     })
                     .collect();
                 self.names.insert(name.clone(), *id);
@@ -556,6 +612,8 @@ mod tests {
                 leader: Some(replicas[0]),
                 isr: replicas.clone(),
                 replicas,
+                leader_epoch: 0,
+                partition_epoch: 0,
             })
             .collect();
         image
@@ -732,6 +790,8 @@ mod tests {
                     replicas: vec![1, 1],
                     isr: vec![1],
                     leader: Some(1),
+                    leader_epoch: 0,
+                    partition_epoch: 0,
                 }],
             },
             R::DeleteTopic { id: [9; 16] },
@@ -872,6 +932,8 @@ mod tests {
                     leader: Some(replicas[0]),
                     isr: replicas.clone(),
                     replicas,
+                    leader_epoch: 0,
+                    partition_epoch: 0,
                 })
                 .collect(),
         });
@@ -889,5 +951,7 @@ mod tests {
         let image = replay(&records);
         let topic = image.topic("t").expect("t");
         assert!(topic.partitions.iter().all(|p| p.leader.is_some()));
+        // A snapshot (the image as records) rebuilds the same image, epochs included.
+        assert_eq!(replay(&image.to_records()), image);
     }
 }

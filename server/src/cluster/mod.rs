@@ -5,3 +5,5 @@
 // The state machine lands before the quorum that drives it; until then only its tests use it.
 #[allow(dead_code)]
 pub mod metadata;
+#[allow(dead_code)]
+pub mod raft_store;
