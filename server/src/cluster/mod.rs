@@ -6,4 +6,6 @@
 #[allow(dead_code)]
 pub mod metadata;
 #[allow(dead_code)]
+pub mod quorum;
+#[allow(dead_code)]
 pub mod raft_store;
