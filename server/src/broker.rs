@@ -36,15 +36,22 @@ pub fn run(config: Config) -> Result<(), Vec<StartError>> {
             source,
         }]
     })?;
-    let registry_on_disk = config.data_dir.join("topics.meta").exists();
-    let registry = RegistryCell::load(&config.data_dir).map_err(|e| vec![e.into()])?;
-    crate::partition_dirs::sweep(&config.data_dir, &registry.snapshot(), registry_on_disk)
-        .map_err(|source| {
-            vec![StartError::PartitionDir {
-                path: config.data_dir.clone(),
-                source,
-            }]
-        })?;
+    let registry = if config.cluster.is_some() {
+        // The metadata log is the record: topics arrive from it once the quorum is up. (A
+        // cluster member does not sweep directories at start: its topics are not known yet.)
+        RegistryCell::unstored(&config.data_dir)
+    } else {
+        let registry_on_disk = config.data_dir.join("topics.meta").exists();
+        let registry = RegistryCell::load(&config.data_dir).map_err(|e| vec![e.into()])?;
+        crate::partition_dirs::sweep(&config.data_dir, &registry.snapshot(), registry_on_disk)
+            .map_err(|source| {
+                vec![StartError::PartitionDir {
+                    path: config.data_dir.clone(),
+                    source,
+                }]
+            })?;
+        registry
+    };
     rio::block_termination_signals().map_err(|e| vec![StartError::Signals(e)])?;
     match rio::raise_descriptor_limit() {
         Ok(limit) => info!(
@@ -82,7 +89,15 @@ pub fn run(config: Config) -> Result<(), Vec<StartError>> {
         config.max_connections_per_ip,
         config.queued_max_request_bytes,
     ));
+    let cluster = match &config.cluster {
+        Some(settings) => Some(
+            crate::cluster::node::ClusterNode::start(&config, settings)
+                .map_err(|e| vec![StartError::from(e)])?,
+        ),
+        None => None,
+    };
     let shared = Arc::new(Shared {
+        cluster,
         limits,
         config,
         registry,
@@ -253,6 +268,9 @@ async fn shard_main(
     let group_task = rio::spawn(crate::group::run_timers(coordinator, GROUP_TIMER_TICK));
     let retention_task = rio::spawn(run_retention(shard.clone()));
     let reopen_task = rio::spawn(run_reopen_offline(shard.clone()));
+    // In a cluster, the controller shard follows the metadata image (topics, leaders).
+    let sync_task = (shard.id == ShardId::CONTROLLER && shard.shared.cluster.is_some())
+        .then(|| rio::spawn(crate::cluster::topics::run_sync(shard.clone())));
     let accept_task = rio::spawn(accept_loop(shard.clone(), Rc::new(listener)));
     info!(shard = %shard.id, "shard ready");
     while !shard.stopped.get() {
@@ -282,6 +300,9 @@ async fn shard_main(
     // Stopped, not detached: neither may run while the logs close, or after.
     retention_task.abort();
     reopen_task.abort();
+    if let Some(task) = sync_task {
+        task.abort();
+    }
     group_task.abort();
     let partitions = shard.take_partitions();
     // All at once: their flushes overlap (9,000 partitions closed one by one took 6 s).

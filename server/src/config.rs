@@ -41,6 +41,17 @@ pub struct Args {
     /// response) and print the breakdown when the broker stops
     #[arg(long)]
     pub stage_timing: bool,
+    /// This node's id in a cluster (Kafka's node.id) [default: 1, alone]
+    #[arg(long)]
+    pub node_id: Option<u64>,
+    /// The controller voters, ID@HOST:PORT,... (Kafka's controller.quorum.voters): each is a
+    /// controller voter and a broker [default: none, a one-node cluster]
+    #[arg(long)]
+    pub controller_quorum_voters: Option<String>,
+    /// Address this node's controller listens on for the quorum [default: its entry in
+    /// --controller-quorum-voters]
+    #[arg(long)]
+    pub controller_listen: Option<String>,
 }
 
 /// The TOML file: the flags' keys, and topic defaults under Kafka's names.
@@ -91,6 +102,56 @@ pub struct FileConfig {
     offline_partition_retry_ms: Option<i64>,
     #[serde(rename = "descriptor-reserve")]
     descriptor_reserve: Option<i64>,
+    #[serde(rename = "node.id")]
+    node_id: Option<u64>,
+    #[serde(rename = "controller.quorum.voters")]
+    controller_quorum_voters: Option<String>,
+    #[serde(rename = "controller-listen")]
+    controller_listen: Option<String>,
+    #[serde(rename = "broker.session.timeout.ms")]
+    broker_session_timeout_ms: Option<i64>,
+    #[serde(rename = "broker.heartbeat.interval.ms")]
+    broker_heartbeat_interval_ms: Option<i64>,
+}
+
+/// Cluster settings (docs/cluster.md); absent when the node runs alone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterConfig {
+    pub node_id: u64,
+    /// Voter ids and their controller addresses (HOST:PORT).
+    pub voters: std::collections::BTreeMap<u64, String>,
+    /// Where this node's controller listens, if it is a voter.
+    pub controller_listen: Option<SocketAddr>,
+    /// `broker.session.timeout.ms`: a broker silent this long is fenced.
+    pub session_timeout_ms: u64,
+    /// `broker.heartbeat.interval.ms`.
+    pub heartbeat_interval_ms: u64,
+}
+
+/// Parses Kafka's `controller.quorum.voters`: `1@host:port,2@host:port`.
+pub fn parse_voters(text: &str) -> Result<std::collections::BTreeMap<u64, String>, ConfigError> {
+    let bad = |why: &str| {
+        ConfigError(format!(
+            "invalid --controller-quorum-voters {text:?}: {why} (expected ID@HOST:PORT,...)"
+        ))
+    };
+    let mut voters = std::collections::BTreeMap::new();
+    for entry in text.split(',').map(str::trim) {
+        let (id, addr) = entry
+            .split_once('@')
+            .ok_or_else(|| bad("an entry has no @"))?;
+        let id: u64 = id.parse().map_err(|_| bad("a node id is not a number"))?;
+        let (host, port) = addr
+            .rsplit_once(':')
+            .ok_or_else(|| bad("an address has no port"))?;
+        if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
+            return Err(bad("a bad host or port"));
+        }
+        if voters.insert(id, addr.to_string()).is_some() {
+            return Err(bad("a node id is listed twice"));
+        }
+    }
+    Ok(voters)
 }
 
 /// Defaults for topics, under Kafka's names.
@@ -133,6 +194,8 @@ pub struct Config {
     /// `descriptor-reserve`: file descriptors connections may never take, kept for partitions
     /// (at most a quarter of the limit).
     pub descriptor_reserve: u64,
+    /// Set when the node is part of a cluster (`--controller-quorum-voters`).
+    pub cluster: Option<ClusterConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -188,6 +251,7 @@ impl Config {
             }
             None => FileConfig::default(),
         };
+        let cluster = Config::cluster(&args, &file)?;
         let data_dir = args
             .data_dir
             .or(file.data_dir)
@@ -340,6 +404,7 @@ impl Config {
             None => 256,
         };
         Ok(Config {
+            cluster,
             descriptor_reserve,
             queued_max_request_bytes,
             offline_partition_retry_ms,
@@ -371,9 +436,142 @@ impl Config {
     }
 }
 
+impl Config {
+    fn cluster(args: &Args, file: &FileConfig) -> Result<Option<ClusterConfig>, ConfigError> {
+        let node_id = args.node_id.or(file.node_id);
+        let voters_text = args
+            .controller_quorum_voters
+            .clone()
+            .or(file.controller_quorum_voters.clone());
+        let listen_text = args
+            .controller_listen
+            .clone()
+            .or(file.controller_listen.clone());
+        let Some(voters_text) = voters_text else {
+            if listen_text.is_some() {
+                return err("--controller-listen needs --controller-quorum-voters");
+            }
+            if node_id.is_some() {
+                return err("--node-id needs --controller-quorum-voters (alone, a node is node 0)");
+            }
+            return Ok(None);
+        };
+        let voters = parse_voters(&voters_text)?;
+        let Some(node_id) = node_id else {
+            return err("--controller-quorum-voters needs --node-id");
+        };
+        // Kafka's node ids are int32; here below 2^23, since producer ids carry the node id
+        // in their high bits (api/init_producer_id.rs).
+        let max = (1u64 << 23) - 1;
+        if node_id > max || voters.keys().any(|&id| id > max) {
+            return err(format!("node ids must be 0 to {max}"));
+        }
+        let controller_listen = match (listen_text, voters.get(&node_id)) {
+            (Some(text), Some(_)) => Some(text.parse().map_err(|_| {
+                ConfigError(format!(
+                    "invalid --controller-listen {text:?}: expected IP:PORT"
+                ))
+            })?),
+            (None, Some(addr)) => Some(addr.parse().map_err(|_| {
+                ConfigError(format!(
+                    "node {node_id}'s voter address {addr:?} is not IP:PORT: give \
+                     --controller-listen IP:PORT to listen on"
+                ))
+            })?),
+            (Some(_), None) => {
+                return err(format!(
+                    "--controller-listen given, but node {node_id} is not in \
+                     --controller-quorum-voters"
+                ))
+            }
+            (None, None) => None,
+        };
+        let positive = |value: Option<i64>, name: &str, default: u64| match value {
+            Some(v) if v < 1 => err(format!("{name} must be at least 1")),
+            Some(v) => Ok(v as u64),
+            None => Ok(default),
+        };
+        let session_timeout_ms = positive(
+            file.broker_session_timeout_ms,
+            "broker.session.timeout.ms",
+            9000,
+        )?;
+        let heartbeat_interval_ms = positive(
+            file.broker_heartbeat_interval_ms,
+            "broker.heartbeat.interval.ms",
+            2000,
+        )?;
+        if heartbeat_interval_ms >= session_timeout_ms {
+            return err("broker.heartbeat.interval.ms must be below broker.session.timeout.ms");
+        }
+        Ok(Some(ClusterConfig {
+            node_id,
+            voters,
+            controller_listen,
+            session_timeout_ms,
+            heartbeat_interval_ms,
+        }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cluster_flags_parse_and_bad_ones_say_why() {
+        let args = |node: Option<u64>, voters: Option<&str>, listen: Option<&str>| Args {
+            node_id: node,
+            controller_quorum_voters: voters.map(String::from),
+            controller_listen: listen.map(String::from),
+            ..Args::default()
+        };
+        assert_eq!(Config::load(Args::default()).expect("alone").cluster, None);
+        let voters = "1@127.0.0.1:9101,2@127.0.0.1:9102,3@127.0.0.1:9103";
+        let c = Config::load(args(Some(2), Some(voters), None))
+            .expect("a voter")
+            .cluster
+            .expect("cluster");
+        assert_eq!(c.node_id, 2);
+        assert_eq!(c.voters.len(), 3);
+        assert_eq!(
+            c.controller_listen,
+            Some("127.0.0.1:9102".parse().expect("addr"))
+        );
+        assert_eq!(
+            (c.session_timeout_ms, c.heartbeat_interval_ms),
+            (9000, 2000)
+        );
+        let broker_only = Config::load(args(Some(4), Some(voters), None)).expect("a broker");
+        assert_eq!(
+            broker_only.cluster.expect("cluster").controller_listen,
+            None
+        );
+        let named = "1@ctl-1.example:9101";
+        let e = Config::load(args(Some(1), Some(named), None)).expect_err("not an IP");
+        assert!(e.0.contains("--controller-listen"), "{e}");
+        let c = Config::load(args(Some(1), Some(named), Some("0.0.0.0:9101"))).expect("listen");
+        assert_eq!(
+            c.cluster.expect("cluster").controller_listen,
+            Some("0.0.0.0:9101".parse().expect("addr"))
+        );
+        for (node, voters, listen) in [
+            (None, Some(voters), None),
+            (Some(1), Some("1@127.0.0.1"), None),
+            (Some(1), Some("x@127.0.0.1:1"), None),
+            (Some(1), Some("1@127.0.0.1:1,1@127.0.0.1:2"), None),
+            (Some(1), Some("1@:1"), None),
+            (Some(1), Some("1@127.0.0.1:1,4294967296@127.0.0.1:2"), None),
+            (Some(4), Some(voters), Some("127.0.0.1:1")),
+            (Some(2), None, None),
+            (None, None, Some("127.0.0.1:1")),
+        ] {
+            assert!(
+                Config::load(args(node, voters, listen)).is_err(),
+                "{node:?} {voters:?} {listen:?} accepted"
+            );
+        }
+    }
 
     #[test]
     fn cores_parse() {

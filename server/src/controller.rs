@@ -28,6 +28,9 @@ pub enum CreateError {
     InvalidConfig(#[from] crate::topics::TopicConfigError),
     #[error(transparent)]
     Storage(Arc<ControllerError>),
+    /// In a cluster: too few live brokers for the replicas (Kafka: INVALID_REPLICATION_FACTOR).
+    #[error("{0}")]
+    Placement(String),
 }
 
 /// Why the controller could not carry out a registry change.
@@ -41,6 +44,9 @@ pub enum ControllerError {
     Registry(#[source] std::io::Error),
     #[error("cannot open the new partitions: {0}")]
     Open(#[source] crate::error::StartError),
+    /// In a cluster: the quorum did not take or apply the change in time (retriable).
+    #[error("controller quorum: {0}")]
+    Quorum(String),
 }
 
 /// The most partitions one topic may have (a guard against typos; Kafka has no fixed limit).
@@ -52,6 +58,9 @@ pub async fn create_topics(
     topics: Vec<NewTopic>,
     validate_only: bool,
 ) -> Vec<Result<Arc<Topic>, CreateError>> {
+    if shard.shared.cluster.is_some() {
+        return crate::cluster::topics::create(shard, topics, validate_only).await;
+    }
     let count = topics.len();
     let work = move |controller: Rc<Shard>| -> LocalFuture<Vec<Result<Arc<Topic>, CreateError>>> {
         Box::pin(async move { create_on_controller(&controller, topics, validate_only).await })
@@ -93,6 +102,7 @@ async fn create_on_controller(
                 id: new_topic_id(),
                 shards: registry.assign(new.partitions as usize, shards),
                 configs,
+                roles: None,
             });
             if !validate_only {
                 registry.topics.insert(topic.name.clone(), topic.clone());
@@ -149,14 +159,14 @@ async fn create_on_controller(
     results
 }
 
-fn unique_owners(topic: &Topic) -> Vec<ShardId> {
+pub(crate) fn unique_owners(topic: &Topic) -> Vec<ShardId> {
     let mut owners = topic.shards.clone();
     owners.sort_unstable();
     owners.dedup();
     owners
 }
 
-async fn drop_everywhere(controller: &Rc<Shard>, name: &str, topic: &Topic) {
+pub(crate) async fn drop_everywhere(controller: &Rc<Shard>, name: &str, topic: &Topic) {
     for owner in unique_owners(topic) {
         let name = name.to_string();
         controller
@@ -170,6 +180,9 @@ async fn drop_everywhere(controller: &Rc<Shard>, name: &str, topic: &Topic) {
 /// Deletes a topic, from any shard: unpublished first, then its partitions are closed and their
 /// directories removed. Returns false if there was no such topic.
 pub async fn delete_topic(shard: &Rc<Shard>, name: String) -> Result<bool, ControllerError> {
+    if shard.shared.cluster.is_some() {
+        return crate::cluster::topics::delete(shard, name).await;
+    }
     let work = move |controller: Rc<Shard>| -> LocalFuture<Result<bool, ControllerError>> {
         Box::pin(async move {
             let _guard = controller.controller().await;

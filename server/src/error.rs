@@ -18,6 +18,8 @@ pub enum StartError {
     Registry(#[from] crate::topics::LoadError),
     #[error("cannot block termination signals: {0}")]
     Signals(io::Error),
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::node::ClusterStartError),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: io::Error },
     #[error("cannot start thread {name}: {source}")]

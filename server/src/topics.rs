@@ -196,6 +196,40 @@ pub struct Topic {
     pub shards: Vec<ShardId>,
     /// Per-topic config overrides (Kafka's names), parsed and validated.
     pub configs: TopicConfig,
+    /// In a cluster, each partition's place (from the metadata image); None when the broker
+    /// runs alone and leads every partition.
+    pub roles: Option<Arc<[Role]>>,
+}
+
+/// A partition's place in the cluster, as this broker sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Role {
+    /// The leader's node id, -1 while the partition has none.
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    /// A replica lives on this broker: its log is open here.
+    pub local: bool,
+    /// This broker leads it: it takes produce and fetch.
+    pub led_here: bool,
+}
+
+impl Topic {
+    /// Whether this broker serves produce, fetch and list-offsets for partition `index`; else
+    /// the Kafka error that sends the client to the leader (NOT_LEADER_OR_FOLLOWER), or tells it
+    /// there is none (LEADER_NOT_AVAILABLE).
+    pub fn serves(&self, index: usize) -> Result<(), i16> {
+        let Some(roles) = &self.roles else {
+            return Ok(());
+        };
+        match roles.get(index) {
+            Some(role) if role.led_here => Ok(()),
+            Some(role) if role.leader < 0 => Err(crate::protocol::error_code::LEADER_NOT_AVAILABLE),
+            Some(_) => Err(crate::protocol::error_code::NOT_LEADER_OR_FOLLOWER),
+            None => Err(crate::protocol::error_code::UNKNOWN_TOPIC_OR_PARTITION),
+        }
+    }
 }
 
 impl Topic {
@@ -221,6 +255,7 @@ impl Topic {
                 segment_bytes: Some(64 << 20),
                 ..TopicConfig::default()
             },
+            roles: None,
         }
     }
 }
@@ -445,6 +480,7 @@ pub fn decode(text: &str) -> Result<Registry, RegistryError> {
                         source,
                     }
                 })?,
+                roles: None,
             }),
         );
     }
@@ -498,6 +534,22 @@ impl RegistryCell {
         self.current.lock().expect("registry lock").clone()
     }
 
+    /// Publishes `registry` without storing it: in a cluster the metadata log is the record,
+    /// and this registry is derived from it. Called by the controller shard only.
+    pub fn publish(&self, registry: Registry) {
+        *self.current.lock().expect("registry lock") = Arc::new(registry);
+        self.version.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// An empty registry that is never stored (a cluster member's: see `publish`).
+    pub fn unstored(data_dir: &Path) -> RegistryCell {
+        RegistryCell {
+            path: data_dir.join("topics.meta"),
+            current: Mutex::new(Arc::new(Registry::default())),
+            version: AtomicU64::new(1),
+        }
+    }
+
     /// Persists `registry` durably, then publishes it. Called by the controller only.
     pub fn store(&self, registry: Registry) -> std::io::Result<()> {
         let text = encode(&registry);
@@ -539,6 +591,7 @@ mod tests {
                     id: new_topic_id(),
                     shards,
                     configs: configs.clone(),
+                    roles: None,
                 }),
             );
         }

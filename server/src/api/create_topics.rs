@@ -10,7 +10,7 @@ use kafka_protocol::messages::create_topics_response::{
 use kafka_protocol::messages::TopicName;
 
 use super::{str_bytes, Response};
-use crate::controller::{create_topics, CreateError, NewTopic};
+use crate::controller::{create_topics, ControllerError, CreateError, NewTopic};
 use crate::protocol::reader::{DecodeError, Reader};
 use crate::protocol::{error_code, frame_response, RequestHeader};
 use crate::shard::Shard;
@@ -141,12 +141,16 @@ pub async fn handle(
                 }
             }
             Err(err) => {
-                let code = match err {
+                let code = match &err {
                     CreateError::Exists => error_code::TOPIC_ALREADY_EXISTS,
                     CreateError::InvalidName(_) => error_code::INVALID_TOPIC_EXCEPTION,
                     CreateError::InvalidPartitions(_) => error_code::INVALID_PARTITIONS,
                     CreateError::InvalidConfig(_) => error_code::INVALID_CONFIG,
+                    CreateError::Storage(e) if matches!(e.as_ref(), ControllerError::Quorum(_)) => {
+                        error_code::REQUEST_TIMED_OUT
+                    }
                     CreateError::Storage(_) => error_code::KAFKA_STORAGE_ERROR,
+                    CreateError::Placement(_) => error_code::INVALID_REPLICATION_FACTOR,
                 };
                 let message = err.to_string();
                 result.error_code = code;

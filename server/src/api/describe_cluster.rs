@@ -7,7 +7,7 @@ use kafka_protocol::messages::describe_cluster_response::{
 };
 
 use super::metadata::CLUSTER_ID;
-use super::{str_bytes, Response, AUTHORIZED_OPERATIONS_OMITTED, NODE_ID};
+use super::{str_bytes, Response, AUTHORIZED_OPERATIONS_OMITTED};
 use crate::protocol::reader::{DecodeError, Reader};
 use crate::protocol::{frame_response, RequestHeader};
 use crate::shard::Shard;
@@ -28,16 +28,20 @@ pub fn handle(
     mut body: Reader,
 ) -> Result<Response, DecodeError> {
     let endpoint_type = decode(header.api_version, &mut body)?;
-    let config = &shard.shared.config;
-    let broker = DescribeClusterBroker::default()
-        .with_broker_id(NODE_ID)
-        .with_host(str_bytes(&config.advertised_host))
-        .with_port(config.advertised_port);
+    let brokers = super::brokers(shard)
+        .into_iter()
+        .map(|(id, host, port)| {
+            DescribeClusterBroker::default()
+                .with_broker_id(id)
+                .with_host(str_bytes(&host))
+                .with_port(port)
+        })
+        .collect();
     let response = DescribeClusterResponse::default()
         .with_endpoint_type(endpoint_type)
         .with_cluster_id(str_bytes(CLUSTER_ID))
-        .with_controller_id(NODE_ID)
-        .with_brokers(vec![broker])
+        .with_controller_id(super::controller_id(shard))
+        .with_brokers(brokers)
         .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
     Ok(Response::framed(frame_response(header, &response)))
 }

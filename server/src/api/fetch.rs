@@ -124,6 +124,8 @@ struct Target {
     index: i32,
     /// None: no such topic or partition.
     owner: Option<ShardId>,
+    /// In a cluster, why this broker does not serve it (it does not lead it).
+    refused: Option<i16>,
     fetch_offset: i64,
     max_bytes: i32,
 }
@@ -153,6 +155,11 @@ pub async fn handle(
                     owner: found
                         .and_then(|t| usize::try_from(p.index).ok().and_then(|i| t.shards.get(i)))
                         .copied(),
+                    refused: found.and_then(|t| {
+                        usize::try_from(p.index)
+                            .ok()
+                            .and_then(|i| t.serves(i).err())
+                    }),
                     fetch_offset: p.fetch_offset,
                     max_bytes: p.max_bytes,
                 })
@@ -172,6 +179,7 @@ pub async fn handle(
         let waits: Vec<_> = targets
             .iter()
             .flatten()
+            .filter(|t| t.refused.is_none())
             .filter_map(|t| Some(wait_for_data(shard, t, t.owner?, wait)))
             .collect();
         let _ = timeout(wait, any(waits)).await;
@@ -194,6 +202,7 @@ async fn read_all(
         for target in topic {
             let answer = match (&target.topic, target.owner) {
                 (None, _) | (_, None) => Answer::error(unknown),
+                _ if target.refused.is_some() => Answer::error(target.refused.expect("checked")),
                 (Some(name), Some(owner)) => {
                     // Past the response's budget, partitions are still reported, without data.
                     let limit = (target.max_bytes.max(0) as u64).min(budget);

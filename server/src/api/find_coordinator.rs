@@ -5,7 +5,7 @@ use std::rc::Rc;
 
 use kafka_protocol::messages::find_coordinator_response::{Coordinator, FindCoordinatorResponse};
 
-use super::{str_bytes, Response, NODE_ID};
+use super::{str_bytes, Response};
 use crate::protocol::reader::{DecodeError, Reader};
 use crate::protocol::{error_code, frame_response, RequestHeader};
 use crate::shard::Shard;
@@ -62,30 +62,54 @@ pub fn handle(
             Some("unknown coordinator key type"),
         ),
     };
-    let (node, host, port) = if code == error_code::NONE {
-        (
-            NODE_ID,
-            str_bytes(&config.advertised_host),
-            config.advertised_port,
-        )
-    } else {
-        (kafka_protocol::messages::BrokerId(-1), str_bytes(""), -1)
+    // Each key's coordinator: this broker alone; in a cluster, the broker its offsets
+    // partition maps to (COORDINATOR_NOT_AVAILABLE while that broker is fenced).
+    let place = |key: &str| -> (
+        i16,
+        kafka_protocol::messages::BrokerId,
+        kafka_protocol::protocol::StrBytes,
+        i32,
+    ) {
+        let none = (kafka_protocol::messages::BrokerId(-1), str_bytes(""), -1);
+        if code != error_code::NONE {
+            return (code, none.0, none.1, none.2);
+        }
+        if shard.shared.cluster.is_none() {
+            let host = str_bytes(&config.advertised_host);
+            return (code, super::node_id(shard), host, config.advertised_port);
+        }
+        match crate::cluster::topics::group_coordinator(shard, key) {
+            Some((node, host, port)) => (
+                code,
+                kafka_protocol::messages::BrokerId(node),
+                str_bytes(&host),
+                port,
+            ),
+            None => (
+                error_code::COORDINATOR_NOT_AVAILABLE,
+                none.0,
+                none.1,
+                none.2,
+            ),
+        }
     };
     let mut response = FindCoordinatorResponse::default();
     if version >= 4 {
         response.coordinators = keys
             .iter()
             .map(|key| {
+                let (code, node, host, port) = place(key);
                 Coordinator::default()
                     .with_key(str_bytes(key))
                     .with_node_id(node)
-                    .with_host(host.clone())
+                    .with_host(host)
                     .with_port(port)
                     .with_error_code(code)
                     .with_error_message(message.map(str_bytes))
             })
             .collect();
     } else {
+        let (code, node, host, port) = place(keys.first().map_or("", String::as_str));
         response.error_code = code;
         if version >= 1 {
             response.error_message = message.map(str_bytes);

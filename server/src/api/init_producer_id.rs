@@ -56,7 +56,14 @@ pub async fn handle(
     };
     match shard.on_shard(ShardId::CONTROLLER, allocate).await {
         Some(Ok(id)) => {
-            response.producer_id = ProducerId(id);
+            // In a cluster each broker hands out ids from its own store: the node id in the
+            // high bits keeps them unique cluster-wide (a broker's own ids stay below 2^40).
+            let node = shard
+                .shared
+                .cluster
+                .as_ref()
+                .map_or(0, |c| c.node_id as i64);
+            response.producer_id = ProducerId(id | (node << 40));
             response.producer_epoch = 0;
         }
         Some(Err(err)) => {

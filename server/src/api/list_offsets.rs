@@ -60,8 +60,12 @@ pub async fn handle(
                     .and_then(|i| t.shards.get(i))
                     .copied()
             });
+            let refused = topic
+                .as_ref()
+                .and_then(|t| usize::try_from(index).ok().and_then(|i| t.serves(i).err()));
             let (code, offset, found_timestamp) = match owner {
                 None => (error_code::UNKNOWN_TOPIC_OR_PARTITION, -1, -1),
+                Some(_) if refused.is_some() => (refused.expect("checked"), -1, -1),
                 Some(owner) => lookup(shard, owner, name.clone(), index, timestamp).await,
             };
             let mut response = ListOffsetsPartitionResponse::default()

@@ -9,7 +9,7 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::TopicName;
 
-use super::{str_bytes, Response, AUTHORIZED_OPERATIONS_OMITTED, NODE_ID};
+use super::{str_bytes, Response, AUTHORIZED_OPERATIONS_OMITTED};
 use crate::controller::{create_topics, CreateError, NewTopic};
 use crate::protocol::reader::{DecodeError, Reader};
 use crate::protocol::{error_code, frame_response, RequestHeader};
@@ -72,20 +72,20 @@ pub async fn handle(
     match wanted {
         None => {
             for topic in shard.registry().topics.values() {
-                topics.push(describe(topic, version));
+                topics.push(describe(topic, version, super::node_id(shard)));
             }
         }
         Some(wanted) => {
             for want in wanted {
                 topics.push(match want {
                     Wanted::Id(id) => match shard.registry().by_id(&id).cloned() {
-                        Some(topic) => describe(&topic, version),
+                        Some(topic) => describe(&topic, version, super::node_id(shard)),
                         None => error_topic(None, Some(id), error_code::UNKNOWN_TOPIC_ID),
                     },
                     Wanted::Name(name) => {
                         let auto = allow_auto_create && config.topics.auto_create_topics_enable;
                         match find_or_create(shard, &name, auto).await {
-                            Ok(topic) => describe(&topic, version),
+                            Ok(topic) => describe(&topic, version, super::node_id(shard)),
                             Err(code) => error_topic(Some(&name), None, code),
                         }
                     }
@@ -93,17 +93,22 @@ pub async fn handle(
             }
         }
     }
-    let broker = MetadataResponseBroker::default()
-        .with_node_id(NODE_ID)
-        .with_host(str_bytes(&config.advertised_host))
-        .with_port(config.advertised_port);
+    let brokers = super::brokers(shard)
+        .into_iter()
+        .map(|(id, host, port)| {
+            MetadataResponseBroker::default()
+                .with_node_id(id)
+                .with_host(str_bytes(&host))
+                .with_port(port)
+        })
+        .collect();
     // Fields are set only for the versions that carry them (the encoder refuses others).
     let mut response = MetadataResponse::default()
-        .with_brokers(vec![broker])
+        .with_brokers(brokers)
         .with_topics(topics)
         .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
     if version >= 1 {
-        response.controller_id = NODE_ID;
+        response.controller_id = super::controller_id(shard);
     }
     if version >= 2 {
         response.cluster_id = Some(str_bytes(CLUSTER_ID));
@@ -140,20 +145,47 @@ pub async fn find_or_create(
             .cloned()
             .ok_or(error_code::UNKNOWN_TOPIC_OR_PARTITION),
         Some(Err(CreateError::InvalidName(_))) => Err(error_code::INVALID_TOPIC_EXCEPTION),
+        // In a cluster: no quorum or no live broker yet; the client retries.
+        Some(Err(CreateError::Storage(_) | CreateError::Placement(_))) => {
+            Err(error_code::LEADER_NOT_AVAILABLE)
+        }
         _ => Err(error_code::UNKNOWN_SERVER_ERROR),
     }
 }
 
-fn describe(topic: &Topic, version: i16) -> MetadataResponseTopic {
+fn describe(
+    topic: &Topic,
+    version: i16,
+    node: kafka_protocol::messages::BrokerId,
+) -> MetadataResponseTopic {
     let partitions = (0..topic.shards.len() as i32)
         .map(|index| {
+            let role = topic.roles.as_ref().and_then(|r| r.get(index as usize));
+            let (leader, epoch, replicas, isr) = match role {
+                Some(role) => (
+                    kafka_protocol::messages::BrokerId(role.leader),
+                    role.leader_epoch,
+                    role.replicas
+                        .iter()
+                        .map(|&r| kafka_protocol::messages::BrokerId(r))
+                        .collect(),
+                    role.isr
+                        .iter()
+                        .map(|&r| kafka_protocol::messages::BrokerId(r))
+                        .collect(),
+                ),
+                None => (node, 0, vec![node], vec![node]),
+            };
             let mut partition = MetadataResponsePartition::default()
                 .with_partition_index(index)
-                .with_leader_id(NODE_ID)
-                .with_replica_nodes(vec![NODE_ID])
-                .with_isr_nodes(vec![NODE_ID]);
+                .with_leader_id(leader)
+                .with_replica_nodes(replicas)
+                .with_isr_nodes(isr);
+            if role.is_some_and(|r| r.leader < 0) {
+                partition.error_code = error_code::LEADER_NOT_AVAILABLE;
+            }
             if version >= 7 {
-                partition.leader_epoch = 0;
+                partition.leader_epoch = epoch;
             }
             partition
         })

@@ -44,8 +44,42 @@ use crate::protocol::reader::{DecodeError, Reader};
 use crate::protocol::{key, RequestHeader};
 use crate::shard::Shard;
 
-/// This broker's node id: a single-node cluster.
-pub const NODE_ID: BrokerId = BrokerId(0);
+/// This broker's node id: its `node.id` in a cluster, 0 when it runs alone.
+pub fn node_id(shard: &Shard) -> BrokerId {
+    BrokerId(
+        shard
+            .shared
+            .cluster
+            .as_ref()
+            .map_or(0, |c| c.node_id as i32),
+    )
+}
+
+/// The brokers Metadata and DescribeCluster list: in a cluster the unfenced ones of the
+/// metadata image (this one included once it is registered and unfenced), else this one.
+pub fn brokers(shard: &Shard) -> Vec<(BrokerId, String, i32)> {
+    let config = &shard.shared.config;
+    match &shard.shared.cluster {
+        Some(cluster) => cluster
+            .image()
+            .live_brokers()
+            .map(|b| (BrokerId(b.node as i32), b.host.clone(), i32::from(b.port)))
+            .collect(),
+        None => vec![(
+            node_id(shard),
+            config.advertised_host.clone(),
+            config.advertised_port,
+        )],
+    }
+}
+
+/// The active controller: the quorum's leader (-1 while none is elected), or this broker.
+pub fn controller_id(shard: &Shard) -> BrokerId {
+    match &shard.shared.cluster {
+        Some(cluster) => BrokerId(cluster.controller().map_or(-1, |id| id as i32)),
+        None => node_id(shard),
+    }
+}
 /// `authorized_operations` when the client did not ask for them (Kafka's INT32_MIN).
 pub const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 

@@ -151,6 +151,10 @@ pub async fn dispatch(
                 topic_outcomes[p] = Outcome::error(error_code::UNKNOWN_TOPIC_OR_PARTITION);
                 continue;
             };
+            if let Err(code) = topic.serves(partition.index as usize) {
+                topic_outcomes[p] = Outcome::error(code);
+                continue;
+            }
             let batches = partition
                 .records
                 .ok_or(error_code::CORRUPT_MESSAGE)

@@ -5,7 +5,9 @@
 // The state machine lands before the quorum that drives it; until then only its tests use it.
 #[allow(dead_code)]
 pub mod metadata;
+pub mod node;
 #[allow(dead_code)]
 pub mod quorum;
 #[allow(dead_code)]
 pub mod raft_store;
+pub mod topics;

@@ -42,6 +42,11 @@ enum Request {
     InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
     /// A record to commit, from a broker or a voter that does not lead.
     Propose(MetadataRecord),
+    /// A broker is alive, as of its registration `epoch` (Kafka's BrokerHeartbeat).
+    Heartbeat {
+        node: NodeId,
+        epoch: u64,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -52,6 +57,8 @@ enum Reply {
         Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
     ),
     Propose(Result<(), ProposeError>),
+    /// Whether the heartbeat reached the leader.
+    Heartbeat(Result<(), ProposeError>),
 }
 
 /// Why a proposal did not change the metadata.
@@ -217,8 +224,11 @@ pub struct Voter {
     raft: Raft<TypeConfig>,
     state_machine: StateMachine,
     voters: Arc<BTreeMap<NodeId, String>>,
-    /// The connection to the leader for forwarded proposals.
+    /// The connection to the leader for forwarded proposals and heartbeats.
     forward: Arc<tokio::sync::Mutex<Option<LeaderConnection>>>,
+    /// When each broker last heartbeated, with the epoch it gave: kept by the leader only (it
+    /// is not replicated: a new leader starts every broker afresh).
+    heartbeats: Arc<std::sync::Mutex<BTreeMap<NodeId, (u64, tokio::time::Instant)>>>,
 }
 
 /// Timing of the quorum: a leader heartbeats every 250 ms; a follower that hears nothing for
@@ -265,6 +275,7 @@ impl Voter {
             state_machine,
             voters: Arc::new(voters),
             forward: Arc::default(),
+            heartbeats: Arc::default(),
         };
         tokio::spawn(serve(listener, voter.clone()));
         Ok(voter)
@@ -300,7 +311,8 @@ impl Voter {
         }
     }
 
-    async fn forward_to(&self, leader: NodeId, record: MetadataRecord) -> Result<(), ProposeError> {
+    /// One request to the leader, on the kept connection.
+    async fn to_leader(&self, leader: NodeId, request: Request) -> Result<Reply, ProposeError> {
         let Some(addr) = self.voters.get(&leader).cloned() else {
             return Err(ProposeError::NoLeader(format!(
                 "leader {leader} is not a voter"
@@ -311,15 +323,90 @@ impl Voter {
             *forward = Some((leader, None));
         }
         let conn = &mut forward.as_mut().expect("set above").1;
-        let reply = call(
-            conn,
-            &addr,
-            &Request::Propose(record),
-            Duration::from_secs(10),
-        )
-        .await
-        .map_err(|e| ProposeError::NoLeader(format!("leader {leader} at {addr}: {e}")))?;
-        drop(forward);
+        call(conn, &addr, &request, Duration::from_secs(10))
+            .await
+            .map_err(|e| ProposeError::NoLeader(format!("leader {leader} at {addr}: {e}")))
+    }
+
+    /// Tells the leader that broker `node` (registered with `epoch`) is alive.
+    pub async fn heartbeat(&self, node: NodeId, epoch: u64) -> Result<(), ProposeError> {
+        let Some(leader) = self.leader() else {
+            return Err(ProposeError::NoLeader("no leader elected".into()));
+        };
+        if leader == self.raft_id() {
+            self.record_heartbeat(node, epoch);
+            return Ok(());
+        }
+        match self
+            .to_leader(leader, Request::Heartbeat { node, epoch })
+            .await?
+        {
+            Reply::Heartbeat(result) => result,
+            _ => Err(ProposeError::NoLeader("reply of the wrong kind".into())),
+        }
+    }
+
+    fn raft_id(&self) -> NodeId {
+        self.raft.metrics().borrow().id
+    }
+
+    fn record_heartbeat(&self, node: NodeId, epoch: u64) {
+        let mut heartbeats = self.heartbeats.lock().expect("heartbeats lock");
+        heartbeats.insert(node, (epoch, tokio::time::Instant::now()));
+    }
+
+    /// On the leader, every `every`: fences registered brokers silent for `session_timeout`
+    /// and unfences fenced ones heartbeating with their current epoch (Kafka's rules). A voter
+    /// that has just become leader first counts every broker as heard from now.
+    pub async fn run_liveness(self, every: Duration, session_timeout: Duration) {
+        let mut was_leader = false;
+        loop {
+            tokio::time::sleep(every).await;
+            let leading = self.leader() == Some(self.raft_id());
+            if !leading {
+                was_leader = false;
+                continue;
+            }
+            let image = self.image();
+            let now = tokio::time::Instant::now();
+            if !was_leader {
+                was_leader = true;
+                let mut heartbeats = self.heartbeats.lock().expect("heartbeats lock");
+                for broker in image.brokers.values() {
+                    let seen = heartbeats.entry(broker.node).or_insert((broker.epoch, now));
+                    seen.1 = now;
+                }
+                continue;
+            }
+            let mut changes = Vec::new();
+            {
+                let heartbeats = self.heartbeats.lock().expect("heartbeats lock");
+                for broker in image.brokers.values() {
+                    let alive = heartbeats.get(&broker.node).is_some_and(|(epoch, at)| {
+                        *epoch == broker.epoch && now.duration_since(*at) < session_timeout
+                    });
+                    let (node, epoch) = (broker.node, broker.epoch);
+                    if broker.fenced && alive {
+                        changes.push(MetadataRecord::UnfenceBroker { node, epoch });
+                    } else if !broker.fenced && !alive {
+                        tracing::warn!(
+                            broker = node,
+                            "no heartbeat within broker.session.timeout.ms: fenced"
+                        );
+                        changes.push(MetadataRecord::FenceBroker { node, epoch });
+                    }
+                }
+            }
+            for record in changes {
+                if let Err(e) = self.propose(record).await {
+                    tracing::debug!("liveness change not made: {e}");
+                }
+            }
+        }
+    }
+
+    async fn forward_to(&self, leader: NodeId, record: MetadataRecord) -> Result<(), ProposeError> {
+        let reply = self.to_leader(leader, Request::Propose(record)).await?;
         match reply {
             Reply::Propose(result) => {
                 // Applied on the leader; wait until this voter has it too.
@@ -385,6 +472,14 @@ async fn serve(listener: TcpListener, voter: Voter) {
                         Reply::Propose(match voter.raft.client_write(record).await {
                             Ok(written) => written.data.map_err(ProposeError::Ignored),
                             Err(e) => Err(ProposeError::NoLeader(e.to_string())),
+                        })
+                    }
+                    Request::Heartbeat { node, epoch } => {
+                        Reply::Heartbeat(if voter.leader() == Some(voter.raft_id()) {
+                            voter.record_heartbeat(node, epoch);
+                            Ok(())
+                        } else {
+                            Err(ProposeError::NoLeader("not the leader".into()))
                         })
                     }
                 };
@@ -467,6 +562,11 @@ impl VoterThread {
 
     pub fn voter(&self) -> &Voter {
         &self.voter
+    }
+
+    /// The voter's runtime: where its background tasks run.
+    pub fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.runtime
     }
 
     /// Proposes `record` from any thread or executor: it runs on the voter's runtime, and the

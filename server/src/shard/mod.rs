@@ -55,6 +55,8 @@ pub struct Shared {
     pub stopping: AtomicBool,
     /// `max.connections` and `max.connections.per.ip`, over every shard.
     pub limits: Arc<crate::conn_limits::ConnectionLimits>,
+    /// The node's part in a cluster (`--controller-quorum-voters`), if any.
+    pub cluster: Option<crate::cluster::node::ClusterNode>,
 }
 
 impl Shared {
@@ -253,6 +255,13 @@ impl Shard {
         for (index, &owner) in topic.shards.iter().enumerate() {
             if owner != self.id {
                 continue;
+            }
+            if topic
+                .roles
+                .as_ref()
+                .is_some_and(|roles| roles.get(index).is_none_or(|r| !r.local))
+            {
+                continue; // in a cluster, another broker holds it
             }
             let index = index as i32;
             if self.partition(&topic.name, index).is_some() {

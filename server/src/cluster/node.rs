@@ -1,0 +1,176 @@
+//! A node's part in the cluster: its controller voter (combined mode), its registration as a
+//! broker, its heartbeats, and the metadata image the request handlers read.
+//!
+//! Everything here runs on the controller thread (`VoterThread`). Shards read the image
+//! through [`ClusterNode::image`], a clone of an `Arc` under a mutex held for no longer than
+//! the clone (metadata requests only, never a produce or fetch).
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::metadata::{MetadataImage, MetadataRecord, NodeId};
+use super::quorum::{bind, ProposeError, VoterThread};
+use crate::config::{ClusterConfig, Config};
+
+/// Where a node keeps its registration epoch (one more at every start).
+const EPOCH_FILE: &str = "broker-epoch";
+
+pub struct ClusterNode {
+    pub node_id: NodeId,
+    /// This start's registration epoch.
+    pub epoch: u64,
+    image: Arc<Mutex<Arc<MetadataImage>>>,
+    voter: VoterThread,
+}
+
+/// Why the cluster part could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterStartError {
+    #[error("node {0} is not in controller.quorum.voters: nodes that are brokers only are not supported yet (issue #14)")]
+    BrokerOnly(NodeId),
+    #[error("cannot listen for the controller quorum on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: io::Error,
+    },
+    #[error("cannot store the broker epoch in {path}: {source}")]
+    Epoch {
+        path: std::path::PathBuf,
+        source: io::Error,
+    },
+    #[error("cannot start the controller quorum: {0}")]
+    Quorum(io::Error),
+}
+
+/// Reads, bumps and durably stores this node's registration epoch: above every earlier one of
+/// this data directory, and above the wall clock in milliseconds, so that a node whose data
+/// directory was replaced still registers above its old incarnation.
+fn next_epoch(data_dir: &Path) -> io::Result<u64> {
+    let path = data_dir.join(EPOCH_FILE);
+    let stored = match fs::read_to_string(&path) {
+        Ok(text) => text.trim().parse::<u64>().map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{} is damaged", path.display()),
+            )
+        })?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+        Err(e) => return Err(e),
+    };
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let epoch = (stored + 1).max(now_ms);
+    let tmp = path.with_extension("tmp");
+    {
+        let mut file = fs::File::create(&tmp)?;
+        writeln!(file, "{epoch}")?;
+        file.sync_all()?;
+    }
+    fs::rename(&tmp, &path)?;
+    fs::File::open(data_dir)?.sync_all()?;
+    Ok(epoch)
+}
+
+impl ClusterNode {
+    /// Starts the voter, then (in the background) registers this broker and heartbeats.
+    pub fn start(
+        config: &Config,
+        cluster: &ClusterConfig,
+    ) -> Result<ClusterNode, ClusterStartError> {
+        let node_id = cluster.node_id;
+        let Some(addr) = cluster.controller_listen else {
+            return Err(ClusterStartError::BrokerOnly(node_id));
+        };
+        let listener = bind(addr).map_err(|source| ClusterStartError::Listen { addr, source })?;
+        let epoch = next_epoch(&config.data_dir).map_err(|source| ClusterStartError::Epoch {
+            path: config.data_dir.join(EPOCH_FILE),
+            source,
+        })?;
+        let image: Arc<Mutex<Arc<MetadataImage>>> = Arc::default();
+        let published = image.clone();
+        let on_apply = Arc::new(move |applied: &MetadataImage| {
+            *published.lock().expect("image lock") = Arc::new(applied.clone());
+        });
+        let dir = config.data_dir.join(super::raft_store::DIR);
+        let voter = VoterThread::spawn(node_id, cluster.voters.clone(), &dir, listener, on_apply)
+            .map_err(ClusterStartError::Quorum)?;
+        let every = Duration::from_millis(cluster.heartbeat_interval_ms);
+        let session = Duration::from_millis(cluster.session_timeout_ms);
+        let registration = MetadataRecord::RegisterBroker {
+            node: node_id,
+            epoch,
+            host: config.advertised_host.clone(),
+            port: config.advertised_port as u16,
+            rack: None,
+        };
+        let v = voter.voter().clone();
+        voter.runtime().spawn(async move {
+            register(&v, registration).await;
+            loop {
+                if let Err(e) = v.heartbeat(node_id, epoch).await {
+                    tracing::debug!("heartbeat not delivered: {e}");
+                }
+                tokio::time::sleep(every).await;
+            }
+        });
+        // Fencing checks run a few times per heartbeat interval.
+        let v = voter.voter().clone();
+        voter.runtime().spawn(v.run_liveness(every / 4, session));
+        tracing::info!(node = node_id, epoch, %addr, "controller voter started");
+        Ok(ClusterNode {
+            node_id,
+            epoch,
+            image,
+            voter,
+        })
+    }
+
+    /// The metadata image as of the last record applied here.
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.image.lock().expect("image lock").clone()
+    }
+
+    /// Commits `record` through the quorum; answers once it is applied on this node.
+    pub async fn propose(&self, record: MetadataRecord) -> Result<(), ProposeError> {
+        self.voter
+            .propose(record)
+            .await
+            .unwrap_or(Err(ProposeError::Stopped))
+    }
+
+    /// The controller voters' ids.
+    pub fn voter_ids(&self) -> Vec<NodeId> {
+        self.voter.voter().voter_ids().into_iter().collect()
+    }
+
+    /// The active controller (the quorum's leader), if one is known.
+    pub fn controller(&self) -> Option<NodeId> {
+        self.voter.voter().leader()
+    }
+}
+
+/// Registers until the quorum takes it (it may have no leader yet at start).
+async fn register(voter: &super::quorum::Voter, record: MetadataRecord) {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match voter.propose(record.clone()).await {
+            Ok(()) => {
+                tracing::info!("registered with the controller quorum");
+                return;
+            }
+            Err(ProposeError::Ignored(why)) => {
+                tracing::error!("registration refused: {why}");
+                return;
+            }
+            Err(e) => {
+                tracing::debug!("registration not yet taken: {e}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}

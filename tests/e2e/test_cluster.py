@@ -1,0 +1,167 @@
+"""Three real ringtail processes on loopback forming a cluster (docs/cluster.md): a Raft
+controller quorum on openraft, brokers that register, heartbeat and are fenced when they go
+silent. Driven by confluent-kafka and Debian's kcat."""
+
+import json
+import subprocess
+import time
+
+import pytest
+from confluent_kafka.admin import AdminClient
+
+from conftest import Broker, free_port
+
+
+def start_cluster(tmp_path, n=3):
+    timing = tmp_path / "cluster.toml"
+    timing.write_text('"broker.session.timeout.ms" = 3000\n"broker.heartbeat.interval.ms" = 500\n')
+    voters = ",".join(f"{i}@127.0.0.1:{free_port()}" for i in range(1, n + 1))
+    brokers = {}
+    for i in range(1, n + 1):
+        args = ["--node-id", str(i), "--controller-quorum-voters", voters, "--shards", "1",
+                "--config", str(timing)]
+        brokers[i] = Broker(tmp_path / f"node-{i}" / "data", args)
+    for b in brokers.values():  # all at once: each waits for a quorum to register
+        b.start()
+    return brokers
+
+
+def cluster_view(bootstrap):
+    """(broker ids, controller id) from Metadata, as confluent-kafka sees them."""
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 2000})
+    metadata = admin.list_topics(timeout=5)
+    return set(metadata.brokers), metadata.controller_id
+
+
+def wait_for(bootstrap, predicate, timeout=20):
+    deadline = time.monotonic() + timeout
+    seen = None
+    while time.monotonic() < deadline:
+        try:
+            seen = cluster_view(bootstrap)
+            if predicate(*seen):
+                return seen
+        except Exception as e:  # noqa: BLE001 - a broker coming up answers nothing for a moment
+            seen = e
+        time.sleep(0.2)
+    raise AssertionError(f"cluster did not settle: last seen {seen}")
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    brokers = start_cluster(tmp_path)
+    yield brokers
+    for b in brokers.values():
+        if b.alive():
+            b.stop()
+        assert "panicked" not in b.read_log(), b.read_log()[-4000:]
+
+
+def test_three_brokers_form_a_cluster_and_every_one_lists_them_all(cluster):
+    for b in cluster.values():
+        ids, controller = wait_for(b.bootstrap, lambda ids, c: ids == {1, 2, 3} and c in ids)
+    views = {cluster_view(b.bootstrap)[1] for b in cluster.values()}
+    assert len(views) == 1, f"every broker names the same controller: {views}"
+    listed = json.loads(subprocess.run(
+        ["kcat", "-b", cluster[1].bootstrap, "-L", "-J"], capture_output=True, text=True,
+        timeout=30, check=True).stdout)
+    assert sorted(b["id"] for b in listed["brokers"]) == [1, 2, 3], listed["brokers"]
+    ports = {b["name"].rsplit(":", 1)[1] for b in listed["brokers"]}
+    assert ports == {str(b.port) for b in cluster.values()}, "each broker's advertised listener"
+
+
+def test_killing_the_controller_elects_another_and_the_dead_broker_is_fenced_then_rejoins(cluster):
+    _, controller = wait_for(cluster[1].bootstrap, lambda ids, c: ids == {1, 2, 3} and c in ids)
+    survivor = next(b for i, b in cluster.items() if i != controller)
+    cluster[controller].kill9()
+    killed_at = time.monotonic()
+    ids, new_controller = wait_for(
+        survivor.bootstrap, lambda ids, c: c not in (-1, controller) and controller not in ids)
+    took = time.monotonic() - killed_at
+    assert ids == {1, 2, 3} - {controller}, "the dead broker is fenced and no longer listed"
+    assert took < 15, f"new controller and fencing took {took:.1f} s"
+    cluster[controller].start()
+    ids, _ = wait_for(survivor.bootstrap, lambda ids, c: ids == {1, 2, 3})
+    log = cluster[controller].read_log()
+    assert log.count("registered with the controller quorum") == 2, "registered again after the restart"
+
+
+def test_a_topic_spreads_over_the_brokers_and_everything_produced_through_any_comes_back(cluster):
+    from confluent_kafka import Consumer, Producer, TopicPartition
+    from confluent_kafka.admin import NewTopic
+
+    for b in cluster.values():
+        wait_for(b.bootstrap, lambda ids, c: ids == {1, 2, 3} and c in ids)
+    admin = AdminClient({"bootstrap.servers": cluster[1].bootstrap})
+    admin.create_topics([NewTopic("spread", 12, 1)])["spread"].result(timeout=15)
+    for b in cluster.values():  # every broker applied it and tells the same story
+        deadline = time.monotonic() + 10
+        while True:
+            topic = AdminClient({"bootstrap.servers": b.bootstrap}).list_topics("spread", timeout=5).topics["spread"]
+            if len(topic.partitions) == 12 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        leaders = sorted(p.leader for p in topic.partitions.values())
+        assert leaders == [1] * 4 + [2] * 4 + [3] * 4, f"broker {b.port}: leaders {leaders}"
+    # A produce sent to a broker that does not lead the partition is sent away.
+    from kafka_wire import connect, produce_v7, produce_v7_error, read_response, record_batch
+    metadata = admin.list_topics("spread", timeout=5).topics["spread"]
+    led_by_1 = next(p for p, m in metadata.partitions.items() if m.leader == 1)
+    sock = connect(cluster[2].bootstrap)
+    sock.sendall(produce_v7("spread", led_by_1, record_batch([b"misrouted"])))
+    assert produce_v7_error(read_response(sock))[0] == 6, "NOT_LEADER_OR_FOLLOWER"
+    sock.close()
+    # Through one bootstrap broker, every partition on every broker.
+    producer = Producer({"bootstrap.servers": cluster[2].bootstrap, "acks": "all", "linger.ms": 5})
+    sent = {p: [] for p in range(12)}
+    for i in range(1200):
+        value = f"m{i}".encode()
+        producer.produce("spread", value=value, partition=i % 12)
+        sent[i % 12].append(value)
+    assert producer.flush(30) == 0
+    consumer = Consumer({"bootstrap.servers": cluster[3].bootstrap, "group.id": "reader",
+                         "enable.auto.commit": False})
+    consumer.assign([TopicPartition("spread", p, 0) for p in range(12)])
+    got = {p: [] for p in range(12)}
+    deadline = time.monotonic() + 30
+    while sum(map(len, got.values())) < 1200 and time.monotonic() < deadline:
+        message = consumer.poll(0.5)
+        if message is not None and not message.error():
+            got[message.partition()].append(message.value())
+    consumer.close()
+    assert got == sent, "every message back, in order per partition"
+    listed = json.loads(subprocess.run(["kcat", "-b", cluster[3].bootstrap, "-L", "-J", "-t", "spread"],
+                                       capture_output=True, text=True, timeout=30, check=True).stdout)
+    assert sorted(p["leader"] for p in listed["topics"][0]["partitions"]) == leaders
+
+
+def test_a_consumer_group_of_three_spans_the_brokers_and_commits(cluster):
+    from confluent_kafka import Consumer, Producer, TopicPartition
+    from confluent_kafka.admin import NewTopic
+
+    wait_for(cluster[1].bootstrap, lambda ids, c: ids == {1, 2, 3} and c in ids)
+    admin = AdminClient({"bootstrap.servers": cluster[1].bootstrap})
+    admin.create_topics([NewTopic("work", 6, 1)])["work"].result(timeout=15)
+    producer = Producer({"bootstrap.servers": cluster[1].bootstrap, "acks": "all"})
+    for i in range(600):
+        producer.produce("work", value=f"w{i}".encode(), partition=i % 6)
+    assert producer.flush(30) == 0
+    members = [Consumer({"bootstrap.servers": b.bootstrap, "group.id": "workers",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                         "session.timeout.ms": 10000}) for b in cluster.values()]
+    for m in members:
+        m.subscribe(["work"])
+    seen = {}
+    deadline = time.monotonic() + 60
+    while len(seen) < 600 and time.monotonic() < deadline:
+        for i, m in enumerate(members):
+            message = m.poll(0.2)
+            if message is not None and not message.error():
+                seen[message.value()] = i
+                m.commit(message=message, asynchronous=False)
+    assert len(seen) == 600, f"{len(seen)} of 600 consumed"
+    assert len(set(seen.values())) == 3, "all three members got partitions"
+    committed = members[0].committed([TopicPartition("work", p) for p in range(6)], timeout=10)
+    assert sum(tp.offset for tp in committed) == 600, committed
+    for m in members:
+        m.close()
