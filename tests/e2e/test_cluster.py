@@ -165,3 +165,30 @@ def test_a_consumer_group_of_three_spans_the_brokers_and_commits(cluster):
     assert sum(tp.offset for tp in committed) == 600, committed
     for m in members:
         m.close()
+
+
+def test_a_topic_deleted_through_any_broker_is_gone_from_all_and_comes_back_empty(cluster):
+    from confluent_kafka import Consumer, Producer, TopicPartition
+    from confluent_kafka.admin import NewTopic
+
+    wait_for(cluster[1].bootstrap, lambda ids, c: ids == {1, 2, 3} and c in ids)
+    admin = AdminClient({"bootstrap.servers": cluster[1].bootstrap})
+    admin.create_topics([NewTopic("doomed", 3, 1)])["doomed"].result(timeout=15)
+    producer = Producer({"bootstrap.servers": cluster[1].bootstrap, "acks": "all"})
+    for p in range(3):
+        producer.produce("doomed", value=b"old", partition=p)
+    assert producer.flush(30) == 0
+    other = AdminClient({"bootstrap.servers": cluster[3].bootstrap})  # kept: its futures need it
+    other.delete_topics(["doomed"])["doomed"].result(timeout=15)
+    for b in cluster.values():
+        deadline = time.monotonic() + 10
+        while "doomed" in AdminClient({"bootstrap.servers": b.bootstrap}).list_topics(timeout=5).topics:
+            assert time.monotonic() < deadline, f"broker {b.port} still lists the deleted topic"
+            time.sleep(0.2)
+    admin.create_topics([NewTopic("doomed", 3, 1)])["doomed"].result(timeout=15)
+    consumer = Consumer({"bootstrap.servers": cluster[2].bootstrap, "group.id": "check",
+                         "enable.auto.commit": False})
+    consumer.assign([TopicPartition("doomed", p, 0) for p in range(3)])
+    old = [m for m in (consumer.poll(0.5) for _ in range(8)) if m is not None and not m.error()]
+    consumer.close()
+    assert old == [], "the re-created topic starts empty on every broker"

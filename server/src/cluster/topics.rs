@@ -70,6 +70,15 @@ async fn sync(controller: &Rc<Shard>, image: &MetadataImage) {
     for (name, topic) in &current.topics {
         if image.topic(name).map(|t| t.id) != Some(topic.id) {
             drop_everywhere(controller, name, topic).await;
+            // Committed offsets of the topic go too, on every shard's coordinator (as alone).
+            for owner in controller.shared.shard_ids() {
+                let name = name.clone();
+                controller
+                    .on_shard(owner, move |s: Rc<Shard>| -> LocalFuture<()> {
+                        Box::pin(async move { s.coordinator().forget_topic(&name).await })
+                    })
+                    .await;
+            }
         }
     }
     let mut next = Registry::default();
