@@ -120,7 +120,7 @@ pub struct ClusterConfig {
     pub node_id: u64,
     /// Voter ids and their controller addresses (HOST:PORT).
     pub voters: std::collections::BTreeMap<u64, String>,
-    /// Where this node's controller listens, if it is a voter.
+    /// Where this node takes quorum traffic: a voter's RPCs, or a learner's replication.
     pub controller_listen: Option<SocketAddr>,
     /// `broker.session.timeout.ms`: a broker silent this long is fenced.
     pub session_timeout_ms: u64,
@@ -478,13 +478,19 @@ impl Config {
                      --controller-listen IP:PORT to listen on"
                 ))
             })?),
-            (Some(_), None) => {
+            // A broker only: it follows the metadata log as a learner, replicated to here.
+            (Some(text), None) => Some(text.parse().map_err(|_| {
+                ConfigError(format!(
+                    "invalid --controller-listen {text:?}: expected IP:PORT"
+                ))
+            })?),
+            (None, None) => {
                 return err(format!(
-                    "--controller-listen given, but node {node_id} is not in \
-                     --controller-quorum-voters"
+                    "node {node_id} is not in --controller-quorum-voters: a broker-only node \
+                     needs --controller-listen IP:PORT, where the voters replicate the metadata \
+                     log to it"
                 ))
             }
-            (None, None) => None,
         };
         let positive = |value: Option<i64>, name: &str, default: u64| match value {
             Some(v) if v < 1 => err(format!("{name} must be at least 1")),
@@ -542,10 +548,11 @@ mod tests {
             (c.session_timeout_ms, c.heartbeat_interval_ms),
             (9000, 2000)
         );
-        let broker_only = Config::load(args(Some(4), Some(voters), None)).expect("a broker");
+        let broker_only = Config::load(args(Some(4), Some(voters), Some("127.0.0.1:9104")))
+            .expect("a broker only");
         assert_eq!(
             broker_only.cluster.expect("cluster").controller_listen,
-            None
+            Some("127.0.0.1:9104".parse().expect("addr"))
         );
         let named = "1@ctl-1.example:9101";
         let e = Config::load(args(Some(1), Some(named), None)).expect_err("not an IP");
@@ -562,7 +569,7 @@ mod tests {
             (Some(1), Some("1@127.0.0.1:1,1@127.0.0.1:2"), None),
             (Some(1), Some("1@:1"), None),
             (Some(1), Some("1@127.0.0.1:1,4294967296@127.0.0.1:2"), None),
-            (Some(4), Some(voters), Some("127.0.0.1:1")),
+            (Some(4), Some(voters), None),
             (Some(2), None, None),
             (None, None, Some("127.0.0.1:1")),
         ] {

@@ -12,14 +12,17 @@ from confluent_kafka.admin import AdminClient
 from conftest import Broker, free_port
 
 
-def start_cluster(tmp_path, n=3):
+def start_cluster(tmp_path, n=3, brokers_only=0):
+    """`n` voters (combined mode), then `brokers_only` brokers that are not voters."""
     timing = tmp_path / "cluster.toml"
     timing.write_text('"broker.session.timeout.ms" = 3000\n"broker.heartbeat.interval.ms" = 500\n')
     voters = ",".join(f"{i}@127.0.0.1:{free_port()}" for i in range(1, n + 1))
     brokers = {}
-    for i in range(1, n + 1):
+    for i in range(1, n + brokers_only + 1):
         args = ["--node-id", str(i), "--controller-quorum-voters", voters, "--shards", "1",
                 "--config", str(timing)]
+        if i > n:
+            args += ["--controller-listen", f"127.0.0.1:{free_port()}"]
         brokers[i] = Broker(tmp_path / f"node-{i}" / "data", args)
     for b in brokers.values():  # all at once: each waits for a quorum to register
         b.start()
@@ -192,3 +195,39 @@ def test_a_topic_deleted_through_any_broker_is_gone_from_all_and_comes_back_empt
     old = [m for m in (consumer.poll(0.5) for _ in range(8)) if m is not None and not m.error()]
     consumer.close()
     assert old == [], "the re-created topic starts empty on every broker"
+
+
+def test_a_broker_that_is_not_a_voter_joins_as_a_learner_and_leads_partitions(tmp_path):
+    from confluent_kafka import Consumer, Producer, TopicPartition
+    from confluent_kafka.admin import NewTopic
+
+    brokers = start_cluster(tmp_path, n=3, brokers_only=1)
+    try:
+        for b in brokers.values():
+            wait_for(b.bootstrap, lambda ids, c: ids == {1, 2, 3, 4} and c in (1, 2, 3))
+        admin = AdminClient({"bootstrap.servers": brokers[4].bootstrap})
+        admin.create_topics([NewTopic("four", 8, 1)])["four"].result(timeout=15)
+        topic = admin.list_topics("four", timeout=5).topics["four"]
+        leaders = sorted(p.leader for p in topic.partitions.values())
+        assert leaders == [1, 1, 2, 2, 3, 3, 4, 4], leaders
+        producer = Producer({"bootstrap.servers": brokers[1].bootstrap, "acks": "all"})
+        for i in range(80):
+            producer.produce("four", value=f"v{i}".encode(), partition=i % 8)
+        assert producer.flush(30) == 0
+        consumer = Consumer({"bootstrap.servers": brokers[4].bootstrap, "group.id": "four",
+                             "enable.auto.commit": False})
+        consumer.assign([TopicPartition("four", p, 0) for p in range(8)])
+        got = []
+        deadline = time.monotonic() + 20
+        while len(got) < 80 and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is not None and not message.error():
+                got.append(message.value())
+        consumer.close()
+        assert sorted(got) == sorted(f"v{i}".encode() for i in range(80))
+        assert "following the metadata log as a learner" in brokers[4].read_log()
+    finally:
+        for b in brokers.values():
+            if b.alive():
+                b.stop()
+            assert "panicked" not in b.read_log(), b.read_log()[-4000:]

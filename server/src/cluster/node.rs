@@ -1,5 +1,6 @@
-//! A node's part in the cluster: its controller voter (combined mode), its registration as a
-//! broker, its heartbeats, and the metadata image the request handlers read.
+//! A node's part in the cluster: its controller voter (combined mode) or, for a broker that
+//! is not a voter, a learner of the metadata log; its registration as a broker, its
+//! heartbeats, and the metadata image the request handlers read.
 //!
 //! Everything here runs on the controller thread (`VoterThread`). Shards read the image
 //! through [`ClusterNode::image`], a clone of an `Arc` under a mutex held for no longer than
@@ -29,8 +30,6 @@ pub struct ClusterNode {
 /// Why the cluster part could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterStartError {
-    #[error("node {0} is not in controller.quorum.voters: nodes that are brokers only are not supported yet (issue #14)")]
-    BrokerOnly(NodeId),
     #[error("cannot listen for the controller quorum on {addr}: {source}")]
     Listen {
         addr: std::net::SocketAddr,
@@ -82,9 +81,10 @@ impl ClusterNode {
         cluster: &ClusterConfig,
     ) -> Result<ClusterNode, ClusterStartError> {
         let node_id = cluster.node_id;
-        let Some(addr) = cluster.controller_listen else {
-            return Err(ClusterStartError::BrokerOnly(node_id));
-        };
+        let addr = cluster
+            .controller_listen
+            .expect("the configuration gives every member a controller listener");
+        let is_voter = cluster.voters.contains_key(&node_id);
         let listener = bind(addr).map_err(|source| ClusterStartError::Listen { addr, source })?;
         let epoch = next_epoch(&config.data_dir).map_err(|source| ClusterStartError::Epoch {
             path: config.data_dir.join(EPOCH_FILE),
@@ -108,7 +108,11 @@ impl ClusterNode {
             rack: None,
         };
         let v = voter.voter().clone();
+        let join_addr = addr.to_string();
         voter.runtime().spawn(async move {
+            if !is_voter {
+                join(&v, node_id, &join_addr).await;
+            }
             register(&v, registration).await;
             loop {
                 if let Err(e) = v.heartbeat(node_id, epoch).await {
@@ -150,6 +154,24 @@ impl ClusterNode {
     /// The active controller (the quorum's leader), if one is known.
     pub fn controller(&self) -> Option<NodeId> {
         self.voter.voter().leader()
+    }
+}
+
+/// A broker-only node: asks until the quorum adds it as a learner of the metadata log.
+async fn join(voter: &super::quorum::Voter, node: NodeId, addr: &str) {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match voter.join(node, addr).await {
+            Ok(()) => {
+                tracing::info!(node, addr, "following the metadata log as a learner");
+                return;
+            }
+            Err(e) => {
+                tracing::debug!("not yet a learner: {e}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
     }
 }
 

@@ -47,6 +47,12 @@ enum Request {
         node: NodeId,
         epoch: u64,
     },
+    /// A broker that is not a voter asks to follow the metadata log as a learner, replicated
+    /// to at `addr`.
+    Join {
+        node: NodeId,
+        addr: String,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -59,6 +65,7 @@ enum Reply {
     Propose(Result<(), ProposeError>),
     /// Whether the heartbeat reached the leader.
     Heartbeat(Result<(), ProposeError>),
+    Join(Result<(), ProposeError>),
 }
 
 /// Why a proposal did not change the metadata.
@@ -244,9 +251,11 @@ fn raft_config() -> openraft::Config {
 }
 
 impl Voter {
-    /// Starts voter `node` of `voters` (id to controller address) on the current tokio
-    /// runtime, with its storage in `dir`, serving RPCs on `listener`. A voter with an empty log
-    /// proposes the initial membership (every voter does; openraft keeps the first).
+    /// Starts node `node` of the quorum of `voters` (id to controller address) on the current
+    /// tokio runtime, with its storage in `dir`, serving RPCs on `listener`. A voter with an
+    /// empty log proposes the initial membership (every voter does; openraft keeps the first).
+    /// A node not among the voters starts as a learner-to-be: it follows the log once a voter
+    /// adds it (`join`).
     pub async fn start(
         node: NodeId,
         voters: BTreeMap<NodeId, String>,
@@ -264,11 +273,13 @@ impl Voter {
             .iter()
             .map(|(&id, addr)| (id, BasicNode::new(addr)))
             .collect();
-        match raft.initialize(members).await {
-            Ok(()) => {}
-            // Already initialised (a restart, or another voter's membership arrived first).
-            Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => {}
-            Err(e) => return Err(io::Error::other(e)),
+        if voters.contains_key(&node) {
+            match raft.initialize(members).await {
+                Ok(()) => {}
+                // Already initialised (a restart, or another voter's membership came first).
+                Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => {}
+                Err(e) => return Err(io::Error::other(e)),
+            }
         }
         let voter = Voter {
             raft,
@@ -344,6 +355,54 @@ impl Voter {
             Reply::Heartbeat(result) => result,
             _ => Err(ProposeError::NoLeader("reply of the wrong kind".into())),
         }
+    }
+
+    /// Asks the quorum to add this broker-only node as a learner replicated to at `addr`:
+    /// tries the leader it knows, else each voter (a voter that does not lead passes it on).
+    pub async fn join(&self, node: NodeId, addr: &str) -> Result<(), ProposeError> {
+        let mut targets: Vec<NodeId> = self.leader().into_iter().collect();
+        targets.extend(self.voters.keys().copied());
+        let mut last = ProposeError::NoLeader("no voter reachable".into());
+        for target in targets {
+            let request = Request::Join {
+                node,
+                addr: addr.to_string(),
+            };
+            match self.to_leader(target, request).await {
+                Ok(Reply::Join(Ok(()))) => return Ok(()),
+                Ok(Reply::Join(Err(e))) | Err(e) => last = e,
+                Ok(_) => last = ProposeError::NoLeader("reply of the wrong kind".into()),
+            }
+        }
+        Err(last)
+    }
+
+    /// On a voter: adds `node` as a learner if this voter leads, else passes the request on.
+    async fn add_learner(&self, node: NodeId, addr: String) -> Result<(), ProposeError> {
+        let Some(leader) = self.leader() else {
+            return Err(ProposeError::NoLeader("no leader elected".into()));
+        };
+        if leader != self.raft_id() {
+            return match self.to_leader(leader, Request::Join { node, addr }).await? {
+                Reply::Join(result) => result,
+                _ => Err(ProposeError::NoLeader("reply of the wrong kind".into())),
+            };
+        }
+        let known = self
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .nodes()
+            .any(|(id, n)| *id == node && n.addr == addr);
+        if known {
+            return Ok(()); // a restart: already a learner at this address
+        }
+        self.raft
+            .add_learner(node, BasicNode::new(addr), false)
+            .await
+            .map(|_| ())
+            .map_err(|e| ProposeError::NoLeader(e.to_string()))
     }
 
     fn raft_id(&self) -> NodeId {
@@ -473,6 +532,9 @@ async fn serve(listener: TcpListener, voter: Voter) {
                             Ok(written) => written.data.map_err(ProposeError::Ignored),
                             Err(e) => Err(ProposeError::NoLeader(e.to_string())),
                         })
+                    }
+                    Request::Join { node, addr } => {
+                        Reply::Join(voter.add_learner(node, addr).await)
                     }
                     Request::Heartbeat { node, epoch } => {
                         Reply::Heartbeat(if voter.leader() == Some(voter.raft_id()) {
