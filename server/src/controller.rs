@@ -121,24 +121,8 @@ async fn create_on_controller(
     }
     let mut failure = None;
     for topic in &created {
-        for owner in unique_owners(topic) {
-            let topic = topic.clone();
-            let opened = controller
-                .on_shard(
-                    owner,
-                    move |s: Rc<Shard>| -> LocalFuture<Result<(), ControllerError>> {
-                        Box::pin(async move {
-                            s.open_partitions(&topic, true)
-                                .await
-                                .map_err(ControllerError::Open)
-                        })
-                    },
-                )
-                .await
-                .unwrap_or(Err(ControllerError::ShardStopped(owner)));
-            if let Err(e) = opened {
-                failure = Some(e);
-            }
+        if let Err(e) = open_on_owners(controller, topic).await {
+            failure = Some(e);
         }
     }
     if failure.is_none() {
@@ -157,6 +141,34 @@ async fn create_on_controller(
             .collect();
     }
     results
+}
+
+/// Opens (creating) `topic`'s partitions on each shard that owns some; the last failure, if any.
+pub(crate) async fn open_on_owners(
+    controller: &Rc<Shard>,
+    topic: &Arc<Topic>,
+) -> Result<(), ControllerError> {
+    let mut result = Ok(());
+    for owner in unique_owners(topic) {
+        let topic = topic.clone();
+        let opened = controller
+            .on_shard(
+                owner,
+                move |s: Rc<Shard>| -> LocalFuture<Result<(), ControllerError>> {
+                    Box::pin(async move {
+                        s.open_partitions(&topic, true)
+                            .await
+                            .map_err(ControllerError::Open)
+                    })
+                },
+            )
+            .await
+            .unwrap_or(Err(ControllerError::ShardStopped(owner)));
+        if opened.is_err() {
+            result = opened;
+        }
+    }
+    result
 }
 
 pub(crate) fn unique_owners(topic: &Topic) -> Vec<ShardId> {

@@ -83,6 +83,12 @@ def test_killing_the_controller_elects_another_and_the_dead_broker_is_fenced_the
     took = time.monotonic() - killed_at
     assert ids == {1, 2, 3} - {controller}, "the dead broker is fenced and no longer listed"
     assert took < 15, f"new controller and fencing took {took:.1f} s"
+    from confluent_kafka.admin import NewTopic
+    survivor_admin = AdminClient({"bootstrap.servers": survivor.bootstrap})
+    survivor_admin.create_topics([NewTopic("after-failover", 4, 1)])["after-failover"].result(timeout=15)
+    leaders = {p.leader for p in survivor_admin.list_topics("after-failover", timeout=5)
+               .topics["after-failover"].partitions.values()}
+    assert leaders == ids, f"topic creation works again, on the live brokers only: {leaders}"
     cluster[controller].start()
     ids, _ = wait_for(survivor.bootstrap, lambda ids, c: ids == {1, 2, 3})
     log = cluster[controller].read_log()
@@ -231,3 +237,21 @@ def test_a_broker_that_is_not_a_voter_joins_as_a_learner_and_leads_partitions(tm
             if b.alive():
                 b.stop()
             assert "panicked" not in b.read_log(), b.read_log()[-4000:]
+
+
+def test_kafka_python_auto_creates_through_one_broker_and_reads_through_another(cluster):
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition as KTopicPartition
+
+    for b in cluster.values():
+        wait_for(b.bootstrap, lambda ids, c: ids == {1, 2, 3} and c in ids)
+    producer = KafkaProducer(bootstrap_servers=cluster[3].bootstrap, acks="all")
+    for i in range(50):
+        producer.send("auto", f"a{i}".encode()).get(timeout=30)
+    producer.close()
+    consumer = KafkaConsumer(bootstrap_servers=cluster[1].bootstrap, consumer_timeout_ms=10000,
+                             enable_auto_commit=False)
+    consumer.assign([KTopicPartition("auto", 0)])
+    consumer.seek_to_beginning()
+    got = [m.value for m in consumer]
+    consumer.close()
+    assert got == [f"a{i}".encode() for i in range(50)], "auto-created once, read back in order"

@@ -99,6 +99,19 @@ pub struct PartitionRecord {
     pub partition_epoch: i32,
 }
 
+impl PartitionRecord {
+    /// A new partition on `replicas`: the first leads, all are in sync, epochs at 0.
+    pub fn new(replicas: Vec<NodeId>) -> PartitionRecord {
+        PartitionRecord {
+            leader: replicas.first().copied(),
+            isr: replicas.clone(),
+            replicas,
+            leader_epoch: 0,
+            partition_epoch: 0,
+        }
+    }
+}
+
 /// Kafka's ACL binding: a resource pattern and an access control entry.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct AclBinding {
@@ -606,16 +619,7 @@ mod tests {
 
     fn create(image: &mut MetadataImage, name: &str, id: u8, parts: usize, rf: usize) {
         let assignment = assign_replicas(image, parts, rf).expect("assign");
-        let partitions = assignment
-            .into_iter()
-            .map(|replicas| PartitionRecord {
-                leader: Some(replicas[0]),
-                isr: replicas.clone(),
-                replicas,
-                leader_epoch: 0,
-                partition_epoch: 0,
-            })
-            .collect();
+        let partitions = assignment.into_iter().map(PartitionRecord::new).collect();
         image
             .apply(&R::CreateTopic {
                 name: name.into(),
@@ -926,16 +930,7 @@ mod tests {
             name: "t".into(),
             id: [1; 16],
             configs: BTreeMap::new(),
-            partitions: assignment
-                .into_iter()
-                .map(|replicas| PartitionRecord {
-                    leader: Some(replicas[0]),
-                    isr: replicas.clone(),
-                    replicas,
-                    leader_epoch: 0,
-                    partition_epoch: 0,
-                })
-                .collect(),
+            partitions: assignment.into_iter().map(PartitionRecord::new).collect(),
         });
         records.push(R::FenceBroker { node: 2, epoch: 2 });
         records.push(R::FenceBroker { node: 2, epoch: 1 }); // stale: ignored everywhere

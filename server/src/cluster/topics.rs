@@ -20,7 +20,7 @@ use tracing::{error, warn};
 
 use super::metadata::{assign_replicas, MetadataImage, MetadataRecord, PartitionRecord};
 use super::quorum::ProposeError;
-use crate::controller::{drop_everywhere, unique_owners, ControllerError, CreateError, NewTopic};
+use crate::controller::{drop_everywhere, open_on_owners, ControllerError, CreateError, NewTopic};
 use crate::shard::{LocalFuture, Shard, ShardId};
 use crate::topics::{new_topic_id, validate_name, Registry, Role, Topic, TopicConfig};
 
@@ -126,24 +126,8 @@ async fn sync(controller: &Rc<Shard>, image: &MetadataImage) {
         next.topics.insert(topic.name.clone(), topic);
     }
     for topic in to_open {
-        for owner in unique_owners(&topic) {
-            let opening = topic.clone();
-            let opened = controller
-                .on_shard(
-                    owner,
-                    move |s: Rc<Shard>| -> LocalFuture<Result<(), ControllerError>> {
-                        Box::pin(async move {
-                            s.open_partitions(&opening, true)
-                                .await
-                                .map_err(ControllerError::Open)
-                        })
-                    },
-                )
-                .await
-                .unwrap_or(Err(ControllerError::ShardStopped(owner)));
-            if let Err(e) = opened {
-                error!(topic = %topic.name, "cannot open this broker's partitions: {e}");
-            }
+        if let Err(e) = open_on_owners(controller, &topic).await {
+            error!(topic = %topic.name, "cannot open this broker's partitions: {e}");
         }
     }
     controller.shared.registry.publish(next);
@@ -212,16 +196,7 @@ async fn create_one(
         name: new.name.clone(),
         id,
         configs: new.configs.clone(),
-        partitions: assignment
-            .into_iter()
-            .map(|replicas| PartitionRecord {
-                leader: Some(replicas[0]),
-                isr: replicas.clone(),
-                replicas,
-                leader_epoch: 0,
-                partition_epoch: 0,
-            })
-            .collect(),
+        partitions: assignment.into_iter().map(PartitionRecord::new).collect(),
     };
     match cluster.propose(record).await {
         Ok(()) => {}
