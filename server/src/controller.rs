@@ -171,6 +171,18 @@ pub(crate) async fn open_on_owners(
     result
 }
 
+/// Drops the committed offsets of topic `name` on every shard's group coordinator.
+pub(crate) async fn forget_everywhere(controller: &Rc<Shard>, name: &str) {
+    for owner in controller.shared.shard_ids() {
+        let name = name.to_string();
+        controller
+            .on_shard(owner, move |s: Rc<Shard>| -> LocalFuture<()> {
+                Box::pin(async move { s.coordinator().forget_topic(&name).await })
+            })
+            .await;
+    }
+}
+
 pub(crate) fn unique_owners(topic: &Topic) -> Vec<ShardId> {
     let mut owners = topic.shards.clone();
     owners.sort_unstable();
@@ -208,15 +220,7 @@ pub async fn delete_topic(shard: &Rc<Shard>, name: String) -> Result<bool, Contr
                 .store(registry)
                 .map_err(ControllerError::Registry)?;
             drop_everywhere(&controller, &name, &topic).await;
-            // Committed offsets of the topic go too, on every shard's coordinator.
-            for owner in controller.shared.shard_ids() {
-                let name = name.clone();
-                controller
-                    .on_shard(owner, move |s: Rc<Shard>| -> LocalFuture<()> {
-                        Box::pin(async move { s.coordinator().forget_topic(&name).await })
-                    })
-                    .await;
-            }
+            forget_everywhere(&controller, &name).await;
             Ok(true)
         })
     };

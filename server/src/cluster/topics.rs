@@ -20,8 +20,10 @@ use tracing::{error, warn};
 
 use super::metadata::{assign_replicas, MetadataImage, MetadataRecord, PartitionRecord};
 use super::quorum::ProposeError;
-use crate::controller::{drop_everywhere, open_on_owners, ControllerError, CreateError, NewTopic};
-use crate::shard::{LocalFuture, Shard, ShardId};
+use crate::controller::{
+    drop_everywhere, forget_everywhere, open_on_owners, ControllerError, CreateError, NewTopic,
+};
+use crate::shard::{Shard, ShardId};
 use crate::topics::{new_topic_id, validate_name, Registry, Role, Topic, TopicConfig};
 
 /// How long a proposal may wait for this broker to apply it before the request answers
@@ -70,15 +72,7 @@ async fn sync(controller: &Rc<Shard>, image: &MetadataImage) {
     for (name, topic) in &current.topics {
         if image.topic(name).map(|t| t.id) != Some(topic.id) {
             drop_everywhere(controller, name, topic).await;
-            // Committed offsets of the topic go too, on every shard's coordinator (as alone).
-            for owner in controller.shared.shard_ids() {
-                let name = name.clone();
-                controller
-                    .on_shard(owner, move |s: Rc<Shard>| -> LocalFuture<()> {
-                        Box::pin(async move { s.coordinator().forget_topic(&name).await })
-                    })
-                    .await;
-            }
+            forget_everywhere(controller, name).await; // its committed offsets, as alone
         }
     }
     let mut next = Registry::default();
