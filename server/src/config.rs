@@ -460,9 +460,7 @@ impl Config {
         let Some(node_id) = node_id else {
             return err("--controller-quorum-voters needs --node-id");
         };
-        // Kafka's node ids are int32; here below 2^23, since producer ids carry the node id
-        // in their high bits (api/init_producer_id.rs).
-        let max = (1u64 << 23) - 1;
+        let max = i32::MAX as u64; // Kafka's node ids are int32
         if node_id > max || voters.keys().any(|&id| id > max) {
             return err(format!("node ids must be 0 to {max}"));
         }

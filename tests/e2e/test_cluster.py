@@ -255,3 +255,30 @@ def test_kafka_python_auto_creates_through_one_broker_and_reads_through_another(
     got = [m.value for m in consumer]
     consumer.close()
     assert got == [f"a{i}".encode() for i in range(50)], "auto-created once, read back in order"
+
+
+def test_producer_ids_are_unique_across_brokers_and_restarts(cluster):
+    from kafka_wire import connect, init_producer_id
+
+    for b in cluster.values():
+        wait_for(b.bootstrap, lambda ids, c: ids == {1, 2, 3} and c in ids)
+
+    def ids_from(broker, n=3):
+        sock = connect(broker.bootstrap)
+        try:
+            got = []
+            for _ in range(n):
+                error, producer_id, _ = init_producer_id(sock)
+                assert error == 0, error
+                got.append(producer_id)
+            return got
+        finally:
+            sock.close()
+
+    first = [pid for b in cluster.values() for pid in ids_from(b)]
+    assert len(set(first)) == len(first), f"one id twice across brokers: {first}"
+    cluster[2].stop()
+    cluster[2].start()
+    wait_for(cluster[2].bootstrap, lambda ids, c: ids == {1, 2, 3})
+    again = ids_from(cluster[2])
+    assert not set(again) & set(first), "a restarted broker never hands out an id again"

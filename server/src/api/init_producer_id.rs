@@ -51,19 +51,26 @@ pub async fn handle(
         response.producer_epoch = request.producer_epoch + 1;
         return Ok(Response::framed(frame_response(header, &response)));
     }
+    if let Some(cluster) = &shard.shared.cluster {
+        // In a cluster, ids come in blocks from the quorum: unique cluster-wide.
+        match cluster.producer_id().await {
+            Ok(id) => {
+                response.producer_id = ProducerId(id);
+                response.producer_epoch = 0;
+            }
+            Err(err) => {
+                tracing::warn!("InitProducerId: {err}");
+                response.error_code = error_code::COORDINATOR_NOT_AVAILABLE;
+            }
+        }
+        return Ok(Response::framed(frame_response(header, &response)));
+    }
     let allocate = |controller: Rc<Shard>| -> LocalFuture<Result<i64, AllocateError>> {
         Box::pin(async move { controller.allocate_producer_id() })
     };
     match shard.on_shard(ShardId::CONTROLLER, allocate).await {
         Some(Ok(id)) => {
-            // In a cluster each broker hands out ids from its own store: the node id in the
-            // high bits keeps them unique cluster-wide (a broker's own ids stay below 2^40).
-            let node = shard
-                .shared
-                .cluster
-                .as_ref()
-                .map_or(0, |c| c.node_id as i64);
-            response.producer_id = ProducerId(id | (node << 40));
+            response.producer_id = ProducerId(id);
             response.producer_epoch = 0;
         }
         Some(Err(err)) => {

@@ -25,7 +25,12 @@ pub struct ClusterNode {
     pub epoch: u64,
     image: Arc<Mutex<Arc<MetadataImage>>>,
     voter: VoterThread,
+    /// The block of producer ids this node hands out: (next, end), from the quorum.
+    producer_ids: Mutex<(i64, i64)>,
 }
+
+/// Producer ids a node takes from the quorum at a time.
+const PRODUCER_ID_BLOCK: i64 = 1000;
 
 /// Why the cluster part could not start.
 #[derive(Debug, thiserror::Error)]
@@ -130,6 +135,7 @@ impl ClusterNode {
             epoch,
             image,
             voter,
+            producer_ids: Mutex::new((0, 0)),
         })
     }
 
@@ -144,6 +150,35 @@ impl ClusterNode {
             .propose(record)
             .await
             .unwrap_or(Err(ProposeError::Stopped))
+    }
+
+    /// A producer id unique in the cluster: from this node's block, taken from the quorum
+    /// (`AllocateProducerIds`) when it runs out. The state machine refuses a block that overlaps
+    /// one already given, so two nodes racing for the same block cannot both have it.
+    pub async fn producer_id(&self) -> Result<i64, ProposeError> {
+        loop {
+            {
+                let mut block = self.producer_ids.lock().expect("producer ids lock");
+                if block.0 < block.1 {
+                    block.0 += 1;
+                    return Ok(block.0 - 1);
+                }
+            }
+            let first = self.image().next_producer_id;
+            let record = MetadataRecord::AllocateProducerIds {
+                node: self.node_id,
+                first,
+                count: PRODUCER_ID_BLOCK,
+            };
+            match self.propose(record).await {
+                Ok(()) => {
+                    *self.producer_ids.lock().expect("producer ids lock") =
+                        (first, first + PRODUCER_ID_BLOCK);
+                }
+                Err(ProposeError::Ignored(_)) => continue, // another node took it: the next
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// The controller voters' ids.
