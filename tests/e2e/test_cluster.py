@@ -56,7 +56,8 @@ def cluster(tmp_path):
     yield brokers
     for b in brokers.values():
         if b.alive():
-            b.stop()
+            code = b.stop()
+            assert code == 0, f"exit {code} on SIGTERM:\n{b.read_log()[-4000:]}"
         assert "panicked" not in b.read_log(), b.read_log()[-4000:]
 
 
