@@ -78,10 +78,10 @@ pub fn run(config: Config) -> Result<(), Vec<StartError>> {
     let mut inboxes = Vec::new();
     for _ in 0..config.shards {
         let (tx, rx) = crossbeam_channel::bounded(INBOX_CAPACITY);
-        handles.push(ShardHandle {
+        handles.push(Arc::new(ShardHandle {
             tx,
             waker: Mutex::new(None),
-        });
+        }));
         inboxes.push(rx);
     }
     let limits = Arc::new(ConnectionLimits::new(
@@ -104,6 +104,9 @@ pub fn run(config: Config) -> Result<(), Vec<StartError>> {
         handles,
         stopping: AtomicBool::new(false),
     });
+    if let Some(cluster) = &shared.cluster {
+        cluster.attach(shared.handles.clone());
+    }
     info!(
         listen = %shared.config.listen,
         shards = shared.config.shards,

@@ -59,24 +59,31 @@ pub fn node_id(shard: &Shard) -> BrokerId {
 /// metadata image (this one included once it is registered and unfenced), else this one.
 pub fn brokers(shard: &Shard) -> Vec<(BrokerId, String, i32)> {
     let config = &shard.shared.config;
-    match &shard.shared.cluster {
-        Some(cluster) => cluster
-            .image()
-            .live_brokers()
-            .map(|b| (BrokerId(b.node as i32), b.host.clone(), i32::from(b.port)))
-            .collect(),
-        None => vec![(
+    if shard.shared.cluster.is_none() {
+        return vec![(
             node_id(shard),
             config.advertised_host.clone(),
             config.advertised_port,
-        )],
+        )];
     }
+    // The view delivered to this shard's inbox: nothing is listed before the first one.
+    shard.cluster_view().map_or_else(Vec::new, |view| {
+        view.image
+            .live_brokers()
+            .map(|b| (BrokerId(b.node as i32), b.host.clone(), i32::from(b.port)))
+            .collect()
+    })
 }
 
 /// The active controller: the quorum's leader (-1 while none is elected), or this broker.
 pub fn controller_id(shard: &Shard) -> BrokerId {
     match &shard.shared.cluster {
-        Some(cluster) => BrokerId(cluster.controller().map_or(-1, |id| id as i32)),
+        Some(_) => BrokerId(
+            shard
+                .cluster_view()
+                .and_then(|view| view.controller)
+                .map_or(-1, |id| id as i32),
+        ),
         None => node_id(shard),
     }
 }

@@ -19,11 +19,24 @@ use crate::config::{ClusterConfig, Config};
 /// Where a node keeps its registration epoch (one more at every start).
 const EPOCH_FILE: &str = "broker-epoch";
 
+/// What a shard knows of the cluster, delivered to its inbox whenever the image or the
+/// active controller changes: shards never wait on the control plane.
+#[derive(Debug)]
+pub struct ClusterView {
+    pub image: Arc<MetadataImage>,
+    /// The active controller, if one is known.
+    pub controller: Option<NodeId>,
+    /// The voters' ids, in order.
+    pub voters: Vec<NodeId>,
+}
+
 pub struct ClusterNode {
     pub node_id: NodeId,
     /// This start's registration epoch.
     pub epoch: u64,
     image: Arc<Mutex<Arc<MetadataImage>>>,
+    /// Signalled after each apply: the publisher delivers the new image to the shards.
+    applied: Arc<tokio::sync::Notify>,
     voter: VoterThread,
     /// The block of producer ids this node hands out: (next, end), from the quorum.
     producer_ids: Mutex<(i64, i64)>,
@@ -96,9 +109,11 @@ impl ClusterNode {
             source,
         })?;
         let image: Arc<Mutex<Arc<MetadataImage>>> = Arc::default();
-        let published = image.clone();
-        let on_apply = Arc::new(move |applied: &MetadataImage| {
-            *published.lock().expect("image lock") = Arc::new(applied.clone());
+        let applied = Arc::new(tokio::sync::Notify::new());
+        let (published, signal) = (image.clone(), applied.clone());
+        let on_apply = Arc::new(move |new: &MetadataImage| {
+            *published.lock().expect("image lock") = Arc::new(new.clone());
+            signal.notify_one(); // kept as a permit if the publisher is busy
         });
         let dir = config.data_dir.join(super::raft_store::DIR);
         let voter = VoterThread::spawn(node_id, cluster.voters.clone(), &dir, listener, on_apply)
@@ -134,9 +149,47 @@ impl ClusterNode {
             node_id,
             epoch,
             image,
+            applied,
             voter,
             producer_ids: Mutex::new((0, 0)),
         })
+    }
+
+    /// Starts delivering [`ClusterView`]s to every shard's inbox: at once, then after every
+    /// apply and every change of the active controller (and once a second regardless). Runs on
+    /// the controller thread until the broker stops.
+    pub fn attach(&self, shards: Vec<Arc<crate::shard::ShardHandle>>) {
+        let image = self.image.clone();
+        let applied = self.applied.clone();
+        let voter = self.voter.voter().clone();
+        let voters = self.voter_ids();
+        self.voter.runtime().spawn(async move {
+            let mut metrics = voter.metrics();
+            let mut last: Option<(Arc<MetadataImage>, Option<NodeId>)> = None;
+            loop {
+                let current = image.lock().expect("image lock").clone();
+                let controller = voter.leader();
+                let fresh = last
+                    .as_ref()
+                    .is_none_or(|(i, c)| !Arc::ptr_eq(i, &current) || *c != controller);
+                if fresh {
+                    let view = Arc::new(ClusterView {
+                        image: current.clone(),
+                        controller,
+                        voters: voters.clone(),
+                    });
+                    if !deliver(&shards, &view).await {
+                        return; // the broker stopped
+                    }
+                    last = Some((current, controller));
+                }
+                tokio::select! {
+                    _ = applied.notified() => {}
+                    _ = metrics.changed() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        });
     }
 
     /// The metadata image as of the last record applied here.
@@ -190,6 +243,26 @@ impl ClusterNode {
     pub fn controller(&self) -> Option<NodeId> {
         self.voter.voter().leader()
     }
+}
+
+/// Posts `view` to every shard's inbox (waiting while one is full). False once the shards
+/// have stopped.
+async fn deliver(shards: &[Arc<crate::shard::ShardHandle>], view: &Arc<ClusterView>) -> bool {
+    for handle in shards {
+        let view = view.clone();
+        let mut job: crate::shard::Job = Box::new(move |shard| shard.set_cluster_view(view));
+        loop {
+            match handle.try_post(job) {
+                Ok(true) => break,
+                Ok(false) => return false,
+                Err(back) => {
+                    job = back;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        }
+    }
+    true
 }
 
 /// A broker-only node: asks until the quorum adds it as a learner of the metadata log.

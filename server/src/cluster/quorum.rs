@@ -297,6 +297,13 @@ impl Voter {
         self.state_machine.image()
     }
 
+    /// openraft's metrics, to watch for leadership changes.
+    pub fn metrics(
+        &self,
+    ) -> tokio::sync::watch::Receiver<openraft::RaftMetrics<NodeId, BasicNode>> {
+        self.raft.metrics()
+    }
+
     /// The voter this one believes leads, if any.
     pub fn leader(&self) -> Option<NodeId> {
         self.raft.metrics().borrow().current_leader

@@ -3,7 +3,8 @@
 //!
 //! - CreateTopics and DeleteTopics on any broker propose a record to the quorum (forwarded to
 //!   its leader) and answer once this broker has applied it.
-//! - The controller shard (shard 0) follows the image: each new image gives a new registry in
+//! - The controller shard (shard 0) follows the image, delivered to its inbox by the controller
+//!   thread: each new image gives a new registry in
 //!   which every partition carries its [`Role`] (leader, epoch, replicas, and whether this
 //!   broker holds and leads it). Partitions with a replica here are opened on their owner
 //!   shards before the registry that routes to them is published; topics gone from the image
@@ -31,18 +32,20 @@ use crate::topics::{new_topic_id, validate_name, Registry, Role, Topic, TopicCon
 const APPLY_WAIT: Duration = Duration::from_secs(10);
 
 /// Follows the metadata image on the controller shard, for the life of the broker.
+/// Each new image arrives in the shard's inbox (`ClusterNode::attach`); only the newest one
+/// is synced when several arrive during a sync.
 pub async fn run_sync(shard: Rc<Shard>) {
-    let Some(cluster) = shard.shared.cluster.as_ref() else {
-        return;
-    };
     let mut seen: Option<Arc<MetadataImage>> = None;
     loop {
-        let image = cluster.image();
-        if !seen.as_ref().is_some_and(|s| Arc::ptr_eq(s, &image)) {
-            sync(&shard, &image).await;
-            seen = Some(image);
+        let notified = shard.cluster_changed.notified();
+        if let Some(view) = shard.cluster_view() {
+            if !seen.as_ref().is_some_and(|s| Arc::ptr_eq(s, &view.image)) {
+                sync(&shard, &view.image).await;
+                seen = Some(view.image.clone());
+                continue; // another may have arrived meanwhile
+            }
         }
-        rio::sleep(Duration::from_millis(50)).await;
+        notified.await;
     }
 }
 
@@ -240,11 +243,9 @@ pub async fn delete(shard: &Rc<Shard>, name: String) -> Result<bool, ControllerE
 /// maps onto the voters in id order, a fixed map, so that a group's coordinator does not move
 /// while brokers come and go (with replication factor 1 its offsets live on that broker).
 pub fn group_coordinator(shard: &Shard, group: &str) -> Option<(i32, String, i32)> {
-    let cluster = shard.shared.cluster.as_ref()?;
-    let voters: Vec<u64> = cluster.voter_ids();
+    let view = shard.cluster_view()?;
     let partition = crate::group::offsets::partition_of(group) as usize;
-    let node = voters[partition % voters.len()];
-    let image = cluster.image();
-    let broker = image.brokers.get(&node).filter(|b| !b.fenced)?;
+    let node = *view.voters.get(partition % view.voters.len().max(1))?;
+    let broker = view.image.brokers.get(&node).filter(|b| !b.fenced)?;
     Some((node as i32, broker.host.clone(), i32::from(broker.port)))
 }

@@ -47,11 +47,28 @@ pub struct ShardHandle {
     pub(crate) waker: Mutex<Option<Waker>>,
 }
 
+impl ShardHandle {
+    /// Queues `job` from a thread that is not a shard (the controller's): gives it back when
+    /// the inbox is full; Ok(false) when the shard has stopped (the job is dropped).
+    pub fn try_post(&self, job: Job) -> Result<bool, Job> {
+        match self.tx.try_send(job) {
+            Ok(()) => {}
+            Err(crossbeam_channel::TrySendError::Full(back)) => return Err(back),
+            Err(crossbeam_channel::TrySendError::Disconnected(_)) => return Ok(false),
+        }
+        let waker = self.waker.lock().expect("inbox waker lock").take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        Ok(true)
+    }
+}
+
 /// What all shards share: configuration, the topic registry, the inboxes.
 pub struct Shared {
     pub config: Config,
     pub registry: RegistryCell,
-    pub handles: Vec<ShardHandle>,
+    pub handles: Vec<Arc<ShardHandle>>,
     pub stopping: AtomicBool,
     /// `max.connections` and `max.connections.per.ip`, over every shard.
     pub limits: Arc<crate::conn_limits::ConnectionLimits>,
@@ -111,6 +128,10 @@ pub struct Shard {
     offline_logged: Cell<Option<std::time::Instant>>,
     /// Timestamps of appends (`segment.ms`), retention by age, and the coordinator's time.
     clock: Rc<dyn Clock>,
+    /// In a cluster: the metadata as last delivered to this shard's inbox by the controller
+    /// thread, and a signal for the controller shard's sync when a new one arrives.
+    cluster_view: RefCell<Option<Arc<crate::cluster::node::ClusterView>>>,
+    pub(crate) cluster_changed: Notify,
 }
 
 pub type LocalFuture<T> = Pin<Box<dyn Future<Output = T>>>;
@@ -135,7 +156,21 @@ impl Shard {
             partitions_free: Notify::new(),
             offline_logged: Cell::new(None),
             clock: Rc::new(SystemClock),
+            cluster_view: RefCell::new(None),
+            cluster_changed: Notify::new(),
         })
+    }
+
+    /// In a cluster, the metadata as this shard last received it (None alone, or before the
+    /// first delivery).
+    pub fn cluster_view(&self) -> Option<Arc<crate::cluster::node::ClusterView>> {
+        self.cluster_view.borrow().clone()
+    }
+
+    /// Takes a view delivered through the inbox.
+    pub(crate) fn set_cluster_view(&self, view: Arc<crate::cluster::node::ClusterView>) {
+        *self.cluster_view.borrow_mut() = Some(view);
+        self.cluster_changed.notify_all();
     }
 
     pub fn clock(&self) -> Rc<dyn Clock> {
