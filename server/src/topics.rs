@@ -563,8 +563,7 @@ impl RegistryCell {
         if let Some(dir) = self.path.parent() {
             std::fs::File::open(dir)?.sync_all()?;
         }
-        *self.current.lock().expect("registry lock") = Arc::new(registry);
-        self.version.fetch_add(1, Ordering::AcqRel);
+        self.publish(registry);
         Ok(())
     }
 }

@@ -200,10 +200,10 @@ async fn read_all(
     for topic in targets {
         let mut topic_answers = Vec::with_capacity(topic.len());
         for target in topic {
-            let answer = match (&target.topic, target.owner) {
-                (None, _) | (_, None) => Answer::error(unknown),
-                _ if target.refused.is_some() => Answer::error(target.refused.expect("checked")),
-                (Some(name), Some(owner)) => {
+            let answer = match (&target.topic, target.owner, target.refused) {
+                (None, _, _) | (_, None, _) => Answer::error(unknown),
+                (_, _, Some(code)) => Answer::error(code),
+                (Some(name), Some(owner), None) => {
                     // Past the response's budget, partitions are still reported, without data.
                     let limit = (target.max_bytes.max(0) as u64).min(budget);
                     let answer = read_one(

@@ -4,6 +4,8 @@
 use std::rc::Rc;
 
 use kafka_protocol::messages::find_coordinator_response::{Coordinator, FindCoordinatorResponse};
+use kafka_protocol::messages::BrokerId;
+use kafka_protocol::protocol::StrBytes;
 
 use super::{str_bytes, Response};
 use crate::protocol::reader::{DecodeError, Reader};
@@ -64,33 +66,18 @@ pub fn handle(
     };
     // Each key's coordinator: this broker alone; in a cluster, the broker its offsets
     // partition maps to (COORDINATOR_NOT_AVAILABLE while that broker is fenced).
-    let place = |key: &str| -> (
-        i16,
-        kafka_protocol::messages::BrokerId,
-        kafka_protocol::protocol::StrBytes,
-        i32,
-    ) {
-        let none = (kafka_protocol::messages::BrokerId(-1), str_bytes(""), -1);
+    let place = |key: &str| -> (i16, BrokerId, StrBytes, i32) {
+        let unplaced = |code| (code, BrokerId(-1), str_bytes(""), -1);
         if code != error_code::NONE {
-            return (code, none.0, none.1, none.2);
+            return unplaced(code);
         }
         if shard.shared.cluster.is_none() {
             let host = str_bytes(&config.advertised_host);
             return (code, super::node_id(shard), host, config.advertised_port);
         }
         match crate::cluster::topics::group_coordinator(shard, key) {
-            Some((node, host, port)) => (
-                code,
-                kafka_protocol::messages::BrokerId(node),
-                str_bytes(&host),
-                port,
-            ),
-            None => (
-                error_code::COORDINATOR_NOT_AVAILABLE,
-                none.0,
-                none.1,
-                none.2,
-            ),
+            Some((node, host, port)) => (code, BrokerId(node), str_bytes(&host), port),
+            None => unplaced(error_code::COORDINATOR_NOT_AVAILABLE),
         }
     };
     let mut response = FindCoordinatorResponse::default();

@@ -63,10 +63,10 @@ pub async fn handle(
             let refused = topic
                 .as_ref()
                 .and_then(|t| usize::try_from(index).ok().and_then(|i| t.serves(i).err()));
-            let (code, offset, found_timestamp) = match owner {
-                None => (error_code::UNKNOWN_TOPIC_OR_PARTITION, -1, -1),
-                Some(_) if refused.is_some() => (refused.expect("checked"), -1, -1),
-                Some(owner) => lookup(shard, owner, name.clone(), index, timestamp).await,
+            let (code, offset, found_timestamp) = match (owner, refused) {
+                (None, _) => (error_code::UNKNOWN_TOPIC_OR_PARTITION, -1, -1),
+                (Some(_), Some(code)) => (code, -1, -1),
+                (Some(owner), None) => lookup(shard, owner, name.clone(), index, timestamp).await,
             };
             let mut response = ListOffsetsPartitionResponse::default()
                 .with_partition_index(index)

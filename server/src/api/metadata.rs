@@ -7,7 +7,7 @@ use std::sync::Arc;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponse, MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
-use kafka_protocol::messages::TopicName;
+use kafka_protocol::messages::{BrokerId, TopicName};
 
 use super::{str_bytes, Response, AUTHORIZED_OPERATIONS_OMITTED};
 use crate::controller::{create_topics, CreateError, NewTopic};
@@ -153,26 +153,17 @@ pub async fn find_or_create(
     }
 }
 
-fn describe(
-    topic: &Topic,
-    version: i16,
-    node: kafka_protocol::messages::BrokerId,
-) -> MetadataResponseTopic {
+fn describe(topic: &Topic, version: i16, node: BrokerId) -> MetadataResponseTopic {
     let partitions = (0..topic.shards.len() as i32)
         .map(|index| {
             let role = topic.roles.as_ref().and_then(|r| r.get(index as usize));
+            let ids = |nodes: &[i32]| nodes.iter().map(|&n| BrokerId(n)).collect();
             let (leader, epoch, replicas, isr) = match role {
                 Some(role) => (
-                    kafka_protocol::messages::BrokerId(role.leader),
+                    BrokerId(role.leader),
                     role.leader_epoch,
-                    role.replicas
-                        .iter()
-                        .map(|&r| kafka_protocol::messages::BrokerId(r))
-                        .collect(),
-                    role.isr
-                        .iter()
-                        .map(|&r| kafka_protocol::messages::BrokerId(r))
-                        .collect(),
+                    ids(&role.replicas),
+                    ids(&role.isr),
                 ),
                 None => (node, 0, vec![node], vec![node]),
             };

@@ -32,8 +32,6 @@ pub struct ClusterView {
 
 pub struct ClusterNode {
     pub node_id: NodeId,
-    /// This start's registration epoch.
-    pub epoch: u64,
     image: Arc<Mutex<Arc<MetadataImage>>>,
     /// Signalled after each apply: the publisher delivers the new image to the shards.
     applied: Arc<tokio::sync::Notify>,
@@ -144,10 +142,10 @@ impl ClusterNode {
         // Fencing checks run a few times per heartbeat interval.
         let v = voter.voter().clone();
         voter.runtime().spawn(v.run_liveness(every / 4, session));
-        tracing::info!(node = node_id, epoch, %addr, "controller voter started");
+        let role = if is_voter { "voter" } else { "learner" };
+        tracing::info!(node = node_id, epoch, %addr, role, "controller quorum member started");
         Ok(ClusterNode {
             node_id,
-            epoch,
             image,
             applied,
             voter,
@@ -162,7 +160,7 @@ impl ClusterNode {
         let image = self.image.clone();
         let applied = self.applied.clone();
         let voter = self.voter.voter().clone();
-        let voters = self.voter_ids();
+        let voters = voter.voter_ids();
         self.voter.runtime().spawn(async move {
             let mut metrics = voter.metrics();
             let mut last: Option<(Arc<MetadataImage>, Option<NodeId>)> = None;
@@ -232,16 +230,6 @@ impl ClusterNode {
                 Err(e) => return Err(e),
             }
         }
-    }
-
-    /// The controller voters' ids.
-    pub fn voter_ids(&self) -> Vec<NodeId> {
-        self.voter.voter().voter_ids().into_iter().collect()
-    }
-
-    /// The active controller (the quorum's leader), if one is known.
-    pub fn controller(&self) -> Option<NodeId> {
-        self.voter.voter().leader()
     }
 }
 

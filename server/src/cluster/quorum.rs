@@ -9,7 +9,7 @@
 //! A proposal sent to a voter that does not lead is forwarded to the leader openraft names; a
 //! proposal answers once its record is committed and applied, with whether the image took it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -138,6 +138,8 @@ async fn call(
 pub struct Network;
 
 pub struct Connection {
+    /// The voter or learner it reaches, named in the errors it reports.
+    target: NodeId,
     addr: String,
     conn: Option<TcpStream>,
 }
@@ -145,8 +147,9 @@ pub struct Connection {
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Connection;
 
-    async fn new_client(&mut self, _target: NodeId, node: &BasicNode) -> Connection {
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Connection {
         Connection {
+            target,
             addr: node.addr.clone(),
             conn: None,
         }
@@ -178,6 +181,15 @@ impl Connection {
             .await
             .map_err(unreachable)
     }
+
+    /// An error the target answered with, as openraft wants it reported.
+    #[allow(clippy::result_large_err)] // openraft's RaftNetwork fixes this error type
+    fn remote<T, E: std::error::Error>(
+        &self,
+        reply: Result<T, RaftError<NodeId, E>>,
+    ) -> RpcResult<T, E> {
+        reply.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
 }
 
 impl RaftNetwork<TypeConfig> for Connection {
@@ -187,9 +199,7 @@ impl RaftNetwork<TypeConfig> for Connection {
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>> {
         match self.exchange(Request::AppendEntries(rpc), &option).await? {
-            Reply::AppendEntries(reply) => {
-                reply.map_err(|e| RPCError::RemoteError(RemoteError::new(0, e)))
-            }
+            Reply::AppendEntries(reply) => self.remote(reply),
             _ => Err(unexpected()),
         }
     }
@@ -203,9 +213,7 @@ impl RaftNetwork<TypeConfig> for Connection {
             .exchange(Request::InstallSnapshot(rpc), &option)
             .await?
         {
-            Reply::InstallSnapshot(reply) => {
-                reply.map_err(|e| RPCError::RemoteError(RemoteError::new(0, e)))
-            }
+            Reply::InstallSnapshot(reply) => self.remote(reply),
             _ => Err(unexpected()),
         }
     }
@@ -216,7 +224,7 @@ impl RaftNetwork<TypeConfig> for Connection {
         option: RPCOption,
     ) -> RpcResult<VoteResponse<NodeId>> {
         match self.exchange(Request::Vote(rpc), &option).await? {
-            Reply::Vote(reply) => reply.map_err(|e| RPCError::RemoteError(RemoteError::new(0, e))),
+            Reply::Vote(reply) => self.remote(reply),
             _ => Err(unexpected()),
         }
     }
@@ -510,7 +518,7 @@ impl Voter {
     }
 
     /// The voter ids, for tests and Metadata.
-    pub fn voter_ids(&self) -> BTreeSet<NodeId> {
+    pub fn voter_ids(&self) -> Vec<NodeId> {
         self.voters.keys().copied().collect()
     }
 }

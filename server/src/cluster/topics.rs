@@ -70,7 +70,7 @@ fn roles_of(image_topic: &super::metadata::TopicImage, me: i32) -> Arc<[Role]> {
 /// Brings this broker's registry and open partitions in line with `image`.
 async fn sync(controller: &Rc<Shard>, image: &MetadataImage) {
     let _guard = controller.controller().await;
-    let me = super::super::api::node_id(controller).0;
+    let me = crate::api::node_id(controller).0;
     let current = controller.shared.registry.snapshot();
     for (name, topic) in &current.topics {
         if image.topic(name).map(|t| t.id) != Some(topic.id) {
