@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone on Debian/Ubuntu with Rust installed:
-# installs what the tests need (kcat, Go and sarama from Debian; pytest, confluent-kafka, kafka-python and
+# installs what the tests need (kcat, Go and sarama, Prometheus from Debian; pytest, confluent-kafka, kafka-python and
 # aiokafka in a venv; KafkaJS from npm when Node.js is present), builds, runs the Rust tests,
 # then the end-to-end tests against the real binary.
 # Exit status is the suite's.
@@ -17,6 +17,8 @@ missing=()
 command -v kcat >/dev/null 2>&1 || missing+=(kcat)
 command -v go >/dev/null 2>&1 || missing+=(golang-go)
 [ -d /usr/share/gocode/src/github.com/Shopify/sarama ] || missing+=(golang-github-shopify-sarama-dev)
+# Prometheus and promtool, for the metrics tests (a real scrape, and the exposition's lint).
+{ command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; } || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]} (Debian packages)"
   sudo_=""; [ "$(id -u)" -eq 0 ] || sudo_="sudo"

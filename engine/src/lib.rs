@@ -15,6 +15,7 @@ pub mod log;
 pub mod offset;
 pub mod producer;
 pub mod segment;
+pub mod stats;
 pub mod storage;
 pub mod timing;
 

@@ -107,6 +107,10 @@ pub fn run(config: Config) -> Result<(), Vec<StartError>> {
     if let Some(cluster) = &shared.cluster {
         cluster.attach(shared.handles.clone());
     }
+    if let Some(addr) = shared.config.metrics_listen {
+        crate::metrics::start(addr, shared.clone())
+            .map_err(|source| vec![StartError::MetricsListen { addr, source }])?;
+    }
     info!(
         listen = %shared.config.listen,
         shards = shared.config.shards,
@@ -335,7 +339,10 @@ async fn run_inbox(shard: Rc<Shard>, inbox: crossbeam_channel::Receiver<Job>) {
     let handle = &shard.shared.handles[shard.id.0];
     std::future::poll_fn(|cx| loop {
         match inbox.try_recv() {
-            Ok(job) => job(&shard),
+            Ok(job) => {
+                crate::metrics::cross_shard_received();
+                job(&shard)
+            }
             Err(crossbeam_channel::TryRecvError::Disconnected) => return Poll::Ready(()),
             Err(crossbeam_channel::TryRecvError::Empty) => {
                 *handle.waker.lock().expect("inbox waker lock") = Some(cx.waker().clone());

@@ -41,6 +41,10 @@ pub struct Args {
     /// response) and print the breakdown when the broker stops
     #[arg(long)]
     pub stage_timing: bool,
+    /// Where to serve Prometheus metrics (GET /metrics), HOST:PORT, or "off"
+    /// [default: 127.0.0.1:9644]
+    #[arg(long)]
+    pub metrics_listen: Option<String>,
     /// This node's id in a cluster (Kafka's node.id) [default: 1, alone]
     #[arg(long)]
     pub node_id: Option<u64>,
@@ -70,6 +74,8 @@ pub struct FileConfig {
     log_level: Option<String>,
     #[serde(rename = "stage-timing")]
     stage_timing: Option<bool>,
+    #[serde(rename = "metrics-listen")]
+    metrics_listen: Option<String>,
     #[serde(rename = "num.partitions")]
     num_partitions: Option<i32>,
     #[serde(rename = "auto.create.topics.enable")]
@@ -175,6 +181,8 @@ pub struct Config {
     pub log_level: String,
     /// `--stage-timing`: record the produce path's stage breakdown.
     pub stage_timing: bool,
+    /// `--metrics-listen`: the Prometheus endpoint's address; None when "off".
+    pub metrics_listen: Option<SocketAddr>,
     pub topics: TopicDefaults,
     pub socket_request_max_bytes: usize,
     /// `group.initial.rebalance.delay.ms`: how long a new group waits for more members.
@@ -398,6 +406,19 @@ impl Config {
             "offline-partition-retry-ms",
             5000,
         )? as u64;
+        let metrics_text = args
+            .metrics_listen
+            .or(file.metrics_listen)
+            .unwrap_or_else(|| "127.0.0.1:9644".into());
+        let metrics_listen = match metrics_text.as_str() {
+            "off" => None,
+            text => Some(text.parse().map_err(|_| {
+                ConfigError(format!(
+                    "invalid --metrics-listen {text:?}: expected HOST:PORT (an IP address and \
+                     a port, e.g. 127.0.0.1:9644) or off"
+                ))
+            })?),
+        };
         let descriptor_reserve = match file.descriptor_reserve {
             Some(v) if v < 0 => return err("descriptor-reserve must be at least 0"),
             Some(v) => v as u64,
@@ -420,6 +441,7 @@ impl Config {
             fsync,
             log_level,
             stage_timing: args.stage_timing || file.stage_timing.unwrap_or(false),
+            metrics_listen,
             topics: TopicDefaults {
                 num_partitions,
                 auto_create_topics_enable: file.auto_create_topics_enable.unwrap_or(true),
@@ -575,6 +597,29 @@ mod tests {
                 Config::load(args(node, voters, listen)).is_err(),
                 "{node:?} {voters:?} {listen:?} accepted"
             );
+        }
+    }
+
+    #[test]
+    fn metrics_listen_defaults_turns_off_and_refuses_names() {
+        let with = |text: Option<&str>| {
+            Config::load(Args {
+                metrics_listen: text.map(String::from),
+                ..Args::default()
+            })
+        };
+        assert_eq!(
+            with(None).expect("default").metrics_listen,
+            Some("127.0.0.1:9644".parse().expect("addr"))
+        );
+        assert_eq!(with(Some("off")).expect("off").metrics_listen, None);
+        assert_eq!(
+            with(Some("0.0.0.0:9000")).expect("any").metrics_listen,
+            Some("0.0.0.0:9000".parse().expect("addr"))
+        );
+        for bad in ["", "localhost:9644", "9644", "on"] {
+            let e = with(Some(bad)).expect_err(bad);
+            assert!(e.0.contains("--metrics-listen"), "{e}");
         }
     }
 

@@ -69,6 +69,9 @@ struct Owed {
     reservation: Reservation,
     /// When the request's frame was parsed, for stage timing.
     parsed: Option<Instant>,
+    /// The request's API key, and when its frame was read (the metrics' request latency).
+    api_key: i16,
+    received: Instant,
 }
 
 impl Outbox {
@@ -167,6 +170,7 @@ async fn read_requests(
                 return;
             }
         };
+        let received = Instant::now();
         let parsed = timing::start();
         let (header, body) = match parse_header(frame) {
             Ok(parsed) => parsed,
@@ -175,6 +179,7 @@ async fn read_requests(
                 return;
             }
         };
+        let api_key = header.api_key;
         let handled = api::take(shard, header, body, client_host).await;
         if matches!(handled, Handled::Pending(_)) {
             timing::record_since(Stage::Dispatch, parsed);
@@ -189,6 +194,8 @@ async fn read_requests(
             handled,
             parsed,
             reservation,
+            api_key,
+            received,
         });
         outbox.changed.notify_all();
         if refused {
@@ -258,6 +265,7 @@ async fn write_responses(
         if sent.is_err() {
             return;
         }
+        crate::metrics::request_done(owed.api_key, owed.received.elapsed());
         if pipelined {
             timing::record_since(Stage::ResponseSend, sending);
             timing::record_since(Stage::Total, owed.parsed);

@@ -22,6 +22,8 @@ pub enum StartError {
     Cluster(#[from] crate::cluster::node::ClusterStartError),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: io::Error },
+    #[error("cannot serve metrics on {addr}: {source} (set --metrics-listen to another address, or off)")]
+    MetricsListen { addr: SocketAddr, source: io::Error },
     #[error("cannot start thread {name}: {source}")]
     Thread { name: String, source: io::Error },
     #[error("shard {shard}: cannot pin to core {core}: {source}")]

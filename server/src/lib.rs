@@ -15,6 +15,7 @@ mod controller;
 pub mod error;
 mod group;
 mod ids;
+mod metrics;
 mod partition_dirs;
 mod producer_ids;
 mod protocol;

@@ -41,6 +41,8 @@ fn start_broker() -> Broker {
             &format!("127.0.0.1:{port}"),
             "--log-level",
             "warn",
+            "--metrics-listen",
+            "off",
         ])
         .stdout(Stdio::null())
         .spawn()

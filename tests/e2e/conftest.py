@@ -27,6 +27,11 @@ class Broker:
         self.data_dir = Path(data_dir)
         self.port = free_port()
         self.extra_args = list(extra_args)
+        # Each broker serves its metrics on a port of its own (the default, 9644, is shared).
+        self.metrics_port = None
+        if "--metrics-listen" not in self.extra_args:
+            self.metrics_port = free_port()
+            self.extra_args += ["--metrics-listen", f"127.0.0.1:{self.metrics_port}"]
         self.proc = None
         self.log_path = self.data_dir.parent / f"broker-{self.port}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -81,6 +86,15 @@ class Broker:
             self.log.close()
         self.proc = None
         return code
+
+    def metrics(self):
+        """The text of GET /metrics."""
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10) as r:
+            assert r.status == 200
+            assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+            return r.read().decode()
 
     def kill9(self):
         return self.stop(signal.SIGKILL)

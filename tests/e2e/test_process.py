@@ -8,6 +8,8 @@ from helpers import create_topic, kcat
 
 
 def run(*args, timeout=10):
+    if "--metrics-listen" not in args:
+        args = (*args, "--metrics-listen", "off")
     return subprocess.run([str(BINARY), *args], capture_output=True, timeout=timeout)
 
 
@@ -17,6 +19,7 @@ def test_bad_flags_and_config_exit_with_2_and_a_message(tmp_path):
         (["--listen", "nowhere"], b"listen"),
         (["--cores", "0-"], b"cores"),
         (["--shards", "0"], b"shards"),
+        (["--metrics-listen", "localhost"], b"metrics-listen"),
         (["--no-such-flag"], b"no-such-flag"),
     ]:
         result = run("--data-dir", str(tmp_path / "d"), *args)
@@ -82,6 +85,14 @@ def test_start_failures_are_reported_clearly(make_broker, tmp_path):
         port = taken.getsockname()[1]
         result = run("--data-dir", str(tmp_path / "d1"), "--listen", f"127.0.0.1:{port}")
     assert result.returncode == 1 and b"cannot listen on" in result.stderr, result.stderr
+    # So is a metrics port already taken, naming the flag to change.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = run("--data-dir", str(tmp_path / "d2"), "--listen", "127.0.0.1:0", "--metrics-listen", f"127.0.0.1:{port}")
+    assert result.returncode == 1 and b"cannot serve metrics on" in result.stderr, result.stderr
+    assert b"--metrics-listen" in result.stderr
     # A damaged topic registry stops the start instead of losing the topics.
     b.stop()
     meta = b.data_dir / "topics.meta"

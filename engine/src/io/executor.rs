@@ -17,7 +17,7 @@
 //!   cancelled where allowed), then the ring is drained until nothing is in flight; if the drain
 //!   times out, the ring and every parked buffer are leaked rather than freed.
 
-use std::cell::{RefCell, UnsafeCell};
+use std::cell::{Cell, RefCell, UnsafeCell};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::ring::Ring;
 
@@ -119,6 +119,49 @@ struct Core {
     ready_rx: mpsc::Receiver<usize>,
     /// Where the kernel writes the eventfd counter; never read by us.
     wake_buf: Box<UnsafeCell<[u8; 8]>>,
+    /// When the runtime was built, and how long it has spent blocked in `io_uring_enter`
+    /// waiting for work (the rest of its life it was busy: polling, handling, submitting).
+    started: Instant,
+    parked: Cell<Duration>,
+    parks: Cell<u64>,
+}
+
+/// What a runtime has done since it was built: [`runtime_stats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuntimeStats {
+    /// Time since the runtime was built.
+    pub uptime: Duration,
+    /// Of that, time blocked in `io_uring_enter` waiting for a completion or a wake-up.
+    pub parked: Duration,
+    /// How many times it parked.
+    pub parks: u64,
+    /// Operations submitted to the ring (including cancels and wake-up reads).
+    pub submissions: u64,
+    /// Completions reaped.
+    pub completions: u64,
+}
+
+impl RuntimeStats {
+    /// Time not parked: polling tasks, handling completions, submitting.
+    pub fn busy(&self) -> Duration {
+        self.uptime.saturating_sub(self.parked)
+    }
+}
+
+/// The calling thread's runtime's counters; None outside a runtime.
+pub fn runtime_stats() -> Option<RuntimeStats> {
+    CONTEXT.with(|context| {
+        let context = context.borrow();
+        let core = context.as_ref()?;
+        let (submissions, completions) = core.ring.borrow().counts();
+        Some(RuntimeStats {
+            uptime: core.started.elapsed(),
+            parked: core.parked.get(),
+            parks: core.parks.get(),
+            submissions,
+            completions,
+        })
+    })
 }
 
 /// A shard's runtime: one io_uring and one executor, for one thread.
@@ -165,6 +208,9 @@ impl Runtime {
                 shared,
                 ready_rx,
                 wake_buf: Box::new(UnsafeCell::new([0; 8])),
+                started: Instant::now(),
+                parked: Cell::new(Duration::ZERO),
+                parks: Cell::new(0),
             }),
         })
     }
@@ -246,11 +292,14 @@ impl Runtime {
         // in `block_on` but before `parked` was set wrote no eventfd, and blocking now would
         // sleep through it.
         if ready.is_empty() && !main_waker.scheduled.load(Ordering::SeqCst) {
+            let parked_at = Instant::now();
             let reaped = core
                 .ring
                 .borrow_mut()
                 .park(None)
                 .expect("io_uring_enter failed");
+            core.parked.set(core.parked.get() + parked_at.elapsed());
+            core.parks.set(core.parks.get() + 1);
             // Not parked any more: the wakes below need no eventfd write.
             core.shared.parked.store(false, Ordering::SeqCst);
             reaped.wakers.into_iter().for_each(Waker::wake);

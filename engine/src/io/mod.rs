@@ -14,7 +14,9 @@ mod ring;
 mod signal;
 
 pub use combine::{any, join_all, select, timeout, Either};
-pub use executor::{spawn, yield_now, JoinHandle, Runtime, RuntimeConfig};
+pub use executor::{
+    runtime_stats, spawn, yield_now, JoinHandle, Runtime, RuntimeConfig, RuntimeStats,
+};
 pub use net::{
     accept, current_affinity, descriptor_limit, listen_reuseport, pin_current_thread,
     raise_descriptor_limit, recv, send_all, set_nodelay, splice_to_socket, Pipe,

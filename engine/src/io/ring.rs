@@ -92,6 +92,9 @@ pub(crate) struct Ring {
     scratch: Vec<cqueue::Entry>,
     /// Set when the eventfd wake-up read completed and must be armed again before parking.
     pub(crate) wake_armed: bool,
+    /// Entries queued and completions reaped, ever (metrics).
+    submitted: u64,
+    completed: u64,
 }
 
 impl Ring {
@@ -113,6 +116,8 @@ impl Ring {
             in_flight: 0,
             scratch: Vec::new(),
             wake_armed: false,
+            submitted: 0,
+            completed: 0,
         })
     }
 
@@ -145,6 +150,7 @@ impl Ring {
         // SAFETY: forwarded from this function's contract.
         unsafe { self.push(entry.user_data(slot.user_data())) };
         self.in_flight += 1;
+        self.submitted += 1;
         slot
     }
 
@@ -156,6 +162,12 @@ impl Ring {
         // SAFETY: forwarded from this function's contract.
         unsafe { self.push(entry) };
         self.in_flight += 1;
+        self.submitted += 1;
+    }
+
+    /// Operations queued and completions reaped since the ring was built (for metrics).
+    pub(crate) fn counts(&self) -> (u64, u64) {
+        (self.submitted, self.completed)
     }
 
     unsafe fn push(&mut self, entry: squeue::Entry) {
@@ -392,6 +404,7 @@ impl Ring {
             unreachable!("multishot operations are not used");
         }
         self.in_flight -= 1;
+        self.completed += 1;
         match user_data {
             CANCEL_TAG => return,
             WAKE_TAG => {

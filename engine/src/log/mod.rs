@@ -108,6 +108,17 @@ struct State {
 }
 
 impl State {
+    /// Bytes of segment `base` up to `position` that no fdatasync covered yet (as far as the
+    /// durable end knows: all of them when the durable end is in an earlier segment).
+    fn unsynced_bytes(&self, base: Offset, position: FilePos) -> u64 {
+        let (durable_base, durable_position) = self.durable_end;
+        if durable_base == base {
+            position.get().saturating_sub(durable_position.get())
+        } else {
+            position.get()
+        }
+    }
+
     fn active(&self) -> &Segment {
         self.segments
             .values()
@@ -160,6 +171,8 @@ pub struct Partition {
     /// Fired once, by `close`: wakes tasks that sleep on timers (the interval ticker).
     closed: Notify,
     tasks: RefCell<Vec<JoinHandle<()>>>,
+    /// Records in and out, for metrics.
+    traffic: crate::stats::Traffic,
 }
 
 impl Partition {
@@ -252,6 +265,8 @@ impl Partition {
         }
         let log_start_offset = state.log_start_offset();
         drop(state);
+        self.traffic
+            .appended((end_offset.get() - base_offset.get()) as u64, len);
         self.work.notify_all();
         Ok(AppendInfo {
             base_offset,
@@ -303,6 +318,11 @@ impl Partition {
             segment_base: old_base,
         });
         Ok(())
+    }
+
+    /// Records and bytes appended and served since the partition was opened.
+    pub fn traffic(&self) -> crate::stats::TrafficCounts {
+        self.traffic.counts()
     }
 
     /// The high watermark: every offset below it can be read.

@@ -146,6 +146,7 @@ pub(super) async fn open(
         progress: Notify::new(),
         closed: Notify::new(),
         tasks: RefCell::new(Vec::new()),
+        traffic: crate::stats::Traffic::default(),
     });
     if !clean || !rebuilt.is_empty() {
         // Make everything that survived durable (index files of rebuilt sealed segments too), so

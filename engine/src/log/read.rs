@@ -104,6 +104,8 @@ struct Start {
     file: Arc<SegmentFile>,
     written_size: FilePos,
     position: FilePos,
+    /// The offset after the last batch that ends at `written_size`.
+    end_offset: Offset,
 }
 
 impl Partition {
@@ -136,12 +138,18 @@ impl Partition {
             } else {
                 segment.written_size
             };
+            let end_offset = if segment.base_offset == durable_base {
+                state.durable_offset
+            } else {
+                segment.next_offset.min(state.written_offset)
+            };
             let entry = segment.index.floor_offset(segment.relative(offset));
             return Ok(Some(Start {
                 segment_base: segment.base_offset,
                 file: segment.file.clone(),
                 written_size: limit,
                 position: index_position(entry).min(limit),
+                end_offset,
             }));
         }
         if offset == state.written_offset {
@@ -162,6 +170,9 @@ impl Partition {
             file: segment.file.clone(),
             written_size: segment.written_size,
             position: index_position(entry),
+            // Writes complete in log order: a segment short of its end is the one being
+            // written, and ends at the written offset.
+            end_offset: segment.next_offset.min(state.written_offset),
         }))
     }
 
@@ -197,8 +208,8 @@ impl Partition {
         };
         let begin = position;
         let budget_end = FilePos(begin.get().saturating_add(max_bytes as u64));
-        let end = if start.written_size <= budget_end {
-            start.written_size
+        let (end, end_offset) = if start.written_size <= budget_end {
+            (start.written_size, start.end_offset)
         } else {
             let hint = {
                 let state = self.state.borrow();
@@ -215,16 +226,26 @@ impl Partition {
             loop {
                 let header = walker.header_at(at).await?;
                 if at.plus(header.size as u64) > budget_end {
-                    break at;
+                    break (at, Offset(header.base_offset));
                 }
                 at = at.plus(header.size as u64);
             }
         };
-        let end = end.max(begin.plus(first.size as u64));
+        let first_end = begin.plus(first.size as u64);
+        let (end, end_offset) = if end < first_end {
+            (first_end, Offset(first.next_offset()))
+        } else {
+            (end, end_offset)
+        };
+        let len = end.since(begin);
+        self.traffic.served(
+            end_offset.get().saturating_sub(first.base_offset).max(0) as u64,
+            len,
+        );
         result.ranges.push(FileRange {
             file: start.file,
             position: begin,
-            len: end.since(begin),
+            len,
         });
         Ok(result)
     }
@@ -349,6 +370,7 @@ impl Partition {
                 file: segment.file.clone(),
                 written_size: segment.written_size,
                 position: index_position(entry),
+                end_offset: segment.next_offset.min(state.written_offset),
             }
         };
         let mut walker = HeaderWalker::new(&self.storage, &start.file, start.written_size);

@@ -35,13 +35,14 @@ impl Partition {
 
     /// Writes the segment's index files and flushes them, the log file and the directory.
     pub(super) async fn flush_segment(&self, segment_base: Offset) -> Result<(), StorageError> {
-        let (file, index, time_index) = {
+        let (file, index, time_index, unsynced) = {
             let state = self.state.borrow();
             let segment = &state.segments[&segment_base];
             (
                 segment.file.clone(),
                 Bytes::from(segment.index.to_bytes()),
                 Bytes::from(segment.time_index.to_bytes()),
+                state.unsynced_bytes(segment_base, segment.written_size),
             )
         };
         let index_path = Segment::index_path(&self.dir, segment_base);
@@ -51,7 +52,7 @@ impl Partition {
         for (path, bytes) in [(&index_path, index), (&time_index_path, time_index)] {
             skip_if_uncreatable(write_file(&*self.storage, path, bytes).await)?;
         }
-        self.sync_file(file).await?;
+        self.sync_file(file, unsynced).await?;
         // The directory entry of a new segment must be durable too, without blocking the shard.
         self.storage
             .sync_dir(&self.dir)
@@ -59,13 +60,18 @@ impl Partition {
             .map_err(|err| StorageError::new("fsync directory", &self.dir, err))
     }
 
-    /// fdatasync of a segment file.
-    async fn sync_file(&self, file: Arc<SegmentFile>) -> Result<(), StorageError> {
+    /// fdatasync of a segment file that has `unsynced` bytes written since its last one
+    /// (counted with its latency in `stats`).
+    async fn sync_file(&self, file: Arc<SegmentFile>, unsynced: u64) -> Result<(), StorageError> {
         let disk_file = file.disk_file().clone();
-        self.storage
+        let started = Instant::now();
+        let result = self
+            .storage
             .fdatasync(disk_file)
             .await
-            .map_err(|err| StorageError::new("fdatasync", file.path(), err))
+            .map_err(|err| StorageError::new("fdatasync", file.path(), err));
+        crate::stats::record_fsync(started.elapsed(), unsynced);
+        result
     }
 
     /// Writes the idempotent-producer state as of every appended batch to
@@ -243,7 +249,7 @@ async fn run_syncer(partition: Rc<Partition>) {
         let _place = super::rounds::join().await;
         // What to cover, taken after the round began: everything written by then, and where it
         // ends in its file (for the durable end a poisoned partition still serves).
-        let (offset, file, position) = {
+        let (offset, file, position, unsynced) = {
             let state = partition.state.borrow();
             let Some(file) = state.written_file.clone() else {
                 return; // unreachable: it was set above and is never cleared
@@ -255,12 +261,13 @@ async fn run_syncer(partition: Rc<Partition>) {
                 .segments
                 .get(&file.base_offset())
                 .map_or(crate::offset::FilePos::ZERO, |s| s.written_size);
-            (state.written_offset, file, position)
+            let unsynced = state.unsynced_bytes(file.base_offset(), position);
+            (state.written_offset, file, position, unsynced)
         };
         timing::record_since(Stage::WaitForSync, asked_at);
         let started = timing::start();
         let file_base = file.base_offset();
-        if let Err(err) = partition.sync_file(file).await {
+        if let Err(err) = partition.sync_file(file, unsynced).await {
             partition.poison(err);
             return;
         }

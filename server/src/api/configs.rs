@@ -196,6 +196,9 @@ pub async fn handle_describe(
         results.push(result);
     }
     if header.api_version == 0 {
+        for result in &results {
+            crate::metrics::api_error(header.api_key, result.error_code);
+        }
         return Ok(Response::Frame(encode_v0(header, &results)));
     }
     Ok(Response::framed(frame_response(

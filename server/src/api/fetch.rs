@@ -318,6 +318,7 @@ fn encode(header: &RequestHeader, request: &Request, answers: Vec<Vec<Answer>>) 
                     log_start_offset,
                 } => (code, high_watermark, log_start_offset, Vec::new()),
             };
+            crate::metrics::api_error(header.api_key, code);
             let buf = &mut frames.current;
             buf.put_i32(partition.index);
             buf.put_i16(code);

@@ -148,6 +148,16 @@ impl Member {
     }
 }
 
+/// A group as metrics report it ([`Coordinator::metrics`]).
+#[derive(Clone, Debug)]
+pub struct GroupFigures {
+    pub id: String,
+    pub state: &'static str,
+    pub members: usize,
+    /// (topic, partition, committed offset).
+    pub offsets: Vec<(String, i32, i64)>,
+}
+
 pub struct Group {
     pub id: String,
     pub state: State,
@@ -600,6 +610,35 @@ impl Coordinator {
 
     fn log_for(&self, group: &str) -> Option<Rc<Partition>> {
         self.log(offsets::partition_of(group))
+    }
+
+    /// Every offsets log here, by partition of `__consumer_offsets`.
+    pub fn logs(&self) -> Vec<(u32, Rc<Partition>)> {
+        self.logs
+            .borrow()
+            .iter()
+            .map(|(index, log)| (*index, log.clone()))
+            .collect()
+    }
+
+    /// For metrics: each live group's id, state, member count and committed offsets
+    /// ((topic, partition) -> offset).
+    pub fn metrics(&self) -> Vec<GroupFigures> {
+        self.groups
+            .borrow()
+            .values()
+            .filter(|g| g.state != State::Dead)
+            .map(|g| GroupFigures {
+                id: g.id.clone(),
+                state: g.state.name(),
+                members: g.members.len(),
+                offsets: g
+                    .offsets
+                    .iter()
+                    .map(|((topic, partition), c)| (topic.clone(), *partition, c.offset))
+                    .collect(),
+            })
+            .collect()
     }
 
     /// The internal offsets log of partition `partition`, if this shard owns it: served

@@ -6,8 +6,11 @@
 //! most responses are encoded with the `kafka-protocol` crate, generated from Kafka's schemas.
 //! Fetch responses are framed by hand so that record bytes can be spliced.
 
+mod error_codes;
 pub mod errors;
 pub mod reader;
+
+pub use error_codes::ErrorCodes;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::protocol::Encodable;
@@ -234,7 +237,7 @@ pub struct EncodeError {
     pub reason: String,
 }
 
-pub fn frame_response<R: Encodable>(
+pub fn frame_response<R: Encodable + ErrorCodes>(
     header: &RequestHeader,
     body: &R,
 ) -> Result<Bytes, EncodeError> {
@@ -244,11 +247,12 @@ pub fn frame_response<R: Encodable>(
 /// As [`frame_response`], with the body encoded as `version`: for the old versions that Kafka's
 /// current schemas (and so the codec) dropped but whose bytes equal a later version's
 /// (OffsetCommit v0-1 are v2's; OffsetFetch v0 is v1's).
-pub fn frame_response_as<R: Encodable>(
+pub fn frame_response_as<R: Encodable + ErrorCodes>(
     header: &RequestHeader,
     body: &R,
     version: i16,
 ) -> Result<Bytes, EncodeError> {
+    body.error_codes(&mut |code| crate::metrics::api_error(header.api_key, code));
     let mut buf = BytesMut::with_capacity(256);
     buf.put_i32(0);
     put_response_header(&mut buf, header);

@@ -86,6 +86,7 @@ impl Shared {
     /// full.
     pub async fn send(&self, target: ShardId, mut job: Job) {
         let handle = &self.handles[target.0];
+        crate::metrics::cross_shard_sent();
         loop {
             match handle.tx.try_send(job) {
                 Ok(()) => break,
@@ -189,6 +190,29 @@ impl Shard {
     /// Takes the coordinator out, at stop (no borrow is then held across its close).
     pub(crate) fn take_coordinator(&self) -> Option<Rc<crate::group::Coordinator>> {
         self.coordinator.borrow_mut().take()
+    }
+
+    /// Every partition log this shard owns, with its topic and index (metrics); the
+    /// coordinator's offsets logs are listed as `__consumer_offsets`.
+    pub(crate) fn partition_logs(&self) -> Vec<(Rc<str>, i32, Rc<Partition>)> {
+        let mut logs: Vec<(Rc<str>, i32, Rc<Partition>)> = self
+            .partitions
+            .borrow()
+            .entries()
+            .map(|(key, log)| (key.topic, key.partition, log.clone()))
+            .collect();
+        if let Some(coordinator) = self.coordinator.borrow().as_ref() {
+            let name: Rc<str> = Rc::from(crate::group::offsets::CONSUMER_OFFSETS);
+            for (index, log) in coordinator.logs() {
+                logs.push((name.clone(), index as i32, log));
+            }
+        }
+        logs
+    }
+
+    /// This shard's coordinator, if it is open (metrics may ask before it is, or after stop).
+    pub(crate) fn coordinator_if_open(&self) -> Option<Rc<crate::group::Coordinator>> {
+        self.coordinator.borrow().clone()
     }
 
     /// Takes every partition log out, at stop, to close them.
