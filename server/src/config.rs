@@ -13,6 +13,8 @@ use serde::Deserialize;
 #[derive(Parser, Debug, Default)]
 #[command(name = "ringtail", version, about)]
 pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// TOML file with the same keys as these flags, plus topic defaults under Kafka's names.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -56,6 +58,13 @@ pub struct Args {
     /// --controller-quorum-voters]
     #[arg(long)]
     pub controller_listen: Option<String>,
+}
+
+/// What else the binary does besides running the broker.
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum Command {
+    /// Check the Linux settings that matter for the broker (and change them with --apply)
+    Tune(crate::tune::TuneArgs),
 }
 
 /// The TOML file: the flags' keys, and topic defaults under Kafka's names.

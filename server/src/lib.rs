@@ -22,6 +22,7 @@ mod protocol;
 pub mod shard;
 pub mod sync;
 mod topics;
+pub mod tune;
 
 /// Decodes a request frame body (after the size prefix) with the decoder of its API, as the
 /// broker would, without running it: for fuzzing. Ok(false) when the API or version is not one

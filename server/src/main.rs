@@ -2,7 +2,7 @@
 #![forbid(unsafe_code)]
 
 use clap::Parser;
-use ringtail_server::{broker, config};
+use ringtail_server::{broker, config, tune};
 
 fn main() {
     let args = match config::Args::try_parse() {
@@ -14,6 +14,9 @@ fn main() {
             std::process::exit(code);
         }
     };
+    if let Some(config::Command::Tune(tune)) = &args.command {
+        std::process::exit(tune::run(tune));
+    }
     let config = match config::Config::load(args) {
         Ok(config) => config,
         Err(err) => {
