@@ -6,6 +6,7 @@ mod batch;
 mod client;
 mod run;
 mod stats;
+mod sweep;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,6 +34,8 @@ enum Command {
     E2e(E2eArgs),
     /// Produce then consume --messages and compare with the original targets.
     Check(CheckArgs),
+    /// Run the broker in each layout of a matrix against the same load; recommend one.
+    Sweep(sweep::SweepArgs),
 }
 
 #[derive(Args, Clone)]
@@ -170,6 +173,7 @@ fn main() {
         }),
         Command::E2e(args) => e2e(&args),
         Command::Check(args) => check(&args),
+        Command::Sweep(args) => sweep::sweep(&args),
     };
     match result {
         Ok(true) => {}

@@ -143,6 +143,13 @@ impl Reporter {
     }
 }
 
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Stops (or resumes) the per-second progress lines (a sweep prints its own).
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, std::sync::atomic::Ordering::Relaxed);
+}
+
 fn report(label: &str, rx: Receiver<Delta>) -> Totals {
     let started = Instant::now();
     let mut totals = Totals {
@@ -171,7 +178,10 @@ fn report(label: &str, rx: Receiver<Delta>) -> Totals {
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => return totals,
         }
-        if Instant::now() >= next_line {
+        if Instant::now() >= next_line && QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+            next_line += Duration::from_secs(1);
+            window = (0, 0);
+        } else if Instant::now() >= next_line {
             let p99 = if totals.latency_us.is_empty() {
                 0
             } else {

@@ -834,9 +834,15 @@ mod tests {
     fn a_write_that_fails_is_reported() {
         let root = fake_root();
         let mut findings = vec![finding("x", "1", "2", Status::Change, "because")];
-        findings[0].fix = Some(Fix::Write(vec![(root.path().join("no/such/dir/x"), "2".into())]));
+        findings[0].fix = Some(Fix::Write(vec![(
+            root.path().join("no/such/dir/x"),
+            "2".into(),
+        )]));
         assert_eq!(apply(&mut findings), 1);
-        assert!(findings[0].applied.as_deref().is_some_and(|a| a.starts_with("failed:")));
+        assert!(findings[0]
+            .applied
+            .as_deref()
+            .is_some_and(|a| a.starts_with("failed:")));
     }
 
     #[test]

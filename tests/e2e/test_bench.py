@@ -93,3 +93,30 @@ def test_check_gates_acks_all_latency(broker):
                  "--produce-target", "1", "--consume-target", "1", "--acks-all-p99-max-ms", "0.001",
                  "--acks-all-rate", "20000", "--acks-all-seconds", "2")
     assert fail.returncode == 1 and b"FAIL" in fail.stdout and b"too slow" in fail.stdout
+
+
+def test_sweep_runs_a_small_matrix_and_recommends(tmp_path):
+    import xml.etree.ElementTree as ET
+
+    out, svg = tmp_path / "sweep.json", tmp_path / "sweep.svg"
+    r = bench("sweep", "--broker-bin", str(BINARY), "--shards", "1,2", "--pinned", "no,yes", "--runs", "2",
+              "--duration", "1", "--batch-records", "200", "--json", str(out), "--svg", str(svg), timeout=300)
+    assert r.returncode == 0, r.stderr.decode()[-3000:]
+    report = json.loads(out.read_text())
+    layouts = report["layouts"]
+    # The default (2 shards unpinned here) first, then every other layout of the matrix once.
+    assert layouts[0]["default"] and layouts[0]["flags"] == "--fsync never"
+    assert sorted(l["flags"] for l in layouts[1:]) == sorted([
+        "--shards 1 --fsync never", "--shards 1 --cores 0 --fsync never", "--shards 2 --cores 0,1 --fsync never",
+    ])
+    for layout in layouts:
+        assert len(layout["runs"]) == 2 and all(run["msgs_per_sec"] > 0 and run["p99_us"] > 0 for run in layout["runs"])
+    best = max(layouts, key=lambda l: l["median_msgs_per_sec"])
+    assert report["recommendation"]["flags"] == best["flags"]
+    table = r.stdout.decode()
+    assert "recommendation:" in table and "msgs/s median" in table
+    root = ET.parse(svg).getroot()
+    assert root.tag.endswith("svg") and len(root.findall("{http://www.w3.org/2000/svg}rect")) == 1 + len(layouts)
+    # Bad matrices are refused with a message.
+    r = bench("sweep", "--broker-bin", str(BINARY), "--shards", "64")
+    assert r.returncode == 2 and b"cores" in r.stderr
