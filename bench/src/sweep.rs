@@ -9,7 +9,7 @@
 
 use std::fmt::Write as _;
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -150,10 +150,10 @@ fn matrix(args: &SweepArgs, online: usize) -> Result<Vec<Layout>, client::Client
             other => return usage(format!("--pinned {other:?}: expected no, yes or no,yes")),
         }
     }
-    if args.partitions_per_shard.iter().any(|&p| p == 0) {
+    if args.partitions_per_shard.contains(&0) {
         return usage("--partitions-per-shard must be at least 1".into());
     }
-    if args.runs == 0 || !(args.duration > 0.0) {
+    if args.runs == 0 || args.duration.is_nan() || args.duration <= 0.0 {
         return usage("--runs and --duration must be positive".into());
     }
     let fsync = args
@@ -209,7 +209,7 @@ struct Broker {
 
 impl Broker {
     fn start(
-        bin: &PathBuf,
+        bin: &Path,
         layout: &Layout,
         port: u16,
         data: PathBuf,
@@ -274,9 +274,9 @@ impl Broker {
 
 fn one_run(
     args: &SweepArgs,
-    bin: &PathBuf,
+    bin: &Path,
     layout: &Layout,
-    scratch: &PathBuf,
+    scratch: &Path,
 ) -> Result<Run, client::ClientError> {
     let port = free_port().map_err(client::ClientError::Io)?;
     // Start from the same state: earlier runs' dirty pages written back.
@@ -393,7 +393,7 @@ struct Report {
 }
 
 impl Report {
-    fn new(args: &SweepArgs, bin: &PathBuf, online: usize, outcomes: Vec<Outcome>) -> Report {
+    fn new(args: &SweepArgs, bin: &Path, online: usize, outcomes: Vec<Outcome>) -> Report {
         let best = (0..outcomes.len())
             .max_by(|&a, &b| median(outcomes[a].rates()).total_cmp(&median(outcomes[b].rates())))
             .unwrap_or(0);

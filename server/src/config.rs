@@ -65,6 +65,8 @@ pub struct Args {
 pub enum Command {
     /// Check the Linux settings that matter for the broker (and change them with --apply)
     Tune(crate::tune::TuneArgs),
+    /// Operate a running broker: per-core load, moving partitions between cores
+    Admin(crate::admin::AdminArgs),
 }
 
 /// The TOML file: the flags' keys, and topic defaults under Kafka's names.

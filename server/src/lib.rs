@@ -4,6 +4,7 @@
 //! so that fuzz targets and tests can reach the request decoders.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 mod api;
 pub mod broker;
 pub mod clock;
@@ -16,6 +17,7 @@ pub mod error;
 mod group;
 mod ids;
 mod metrics;
+mod moves;
 mod partition_dirs;
 mod producer_ids;
 mod protocol;

@@ -2,7 +2,7 @@
 #![forbid(unsafe_code)]
 
 use clap::Parser;
-use ringtail_server::{broker, config, tune};
+use ringtail_server::{admin, broker, config, tune};
 
 fn main() {
     let args = match config::Args::try_parse() {
@@ -14,8 +14,10 @@ fn main() {
             std::process::exit(code);
         }
     };
-    if let Some(config::Command::Tune(tune)) = &args.command {
-        std::process::exit(tune::run(tune));
+    match &args.command {
+        Some(config::Command::Tune(tune)) => std::process::exit(tune::run(tune)),
+        Some(config::Command::Admin(admin)) => std::process::exit(admin::run(admin)),
+        None => {}
     }
     let config = match config::Config::load(args) {
         Ok(config) => config,

@@ -237,7 +237,7 @@ async fn read_one(
     let job = move |owner_shard: Rc<Shard>| -> LocalFuture<Answer> {
         Box::pin(async move {
             let Some(partition) = owner_shard.partition(&topic, index) else {
-                return Answer::error(error_code::UNKNOWN_TOPIC_OR_PARTITION);
+                return Answer::error(owner_shard.missing_partition_code(&topic, index));
             };
             if limit == 0 {
                 // No budget left: offsets only.

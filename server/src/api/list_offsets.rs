@@ -101,7 +101,7 @@ async fn lookup(
     let job = move |owner_shard: Rc<Shard>| -> LocalFuture<(i16, i64, i64)> {
         Box::pin(async move {
             let Some(partition) = owner_shard.partition(&topic, index) else {
-                return (error_code::UNKNOWN_TOPIC_OR_PARTITION, -1, -1);
+                return (owner_shard.missing_partition_code(&topic, index), -1, -1);
             };
             let target = match timestamp {
                 LATEST => return (error_code::NONE, partition.high_watermark().get(), -1),

@@ -279,7 +279,8 @@ fn append_on_owner(shard: &Rc<Shard>, work: Vec<Work>, acks: i16) -> LocalFuture
     let mut waits = Vec::new();
     for (i, item) in work.into_iter().enumerate() {
         let Some(partition) = shard.partition(&item.topic, item.index) else {
-            outcomes.push(Outcome::error(error_code::UNKNOWN_TOPIC_OR_PARTITION));
+            let code = shard.missing_partition_code(&item.topic, item.index);
+            outcomes.push(Outcome::error(code));
             continue;
         };
         // A partition's batches are appended all or nothing: with more than one, check every

@@ -74,6 +74,16 @@ fn answer(mut stream: TcpStream, shared: &Arc<Shared>) -> std::io::Result<()> {
                 with_body,
             )
         }
+        ("POST", "/v1/partitions/move") => {
+            let (status, body) = move_partition(shared, target);
+            respond(
+                &mut stream,
+                status,
+                "application/json",
+                body.as_bytes(),
+                true,
+            )
+        }
         ("GET" | "HEAD", _) => respond(
             &mut stream,
             "404 Not Found",
@@ -90,6 +100,99 @@ fn answer(mut stream: TcpStream, shared: &Arc<Shared>) -> std::io::Result<()> {
         ),
     }
 }
+
+/// The value of `key` in the target's query string (`?a=1&b=2`; `%XX` and `+` decoded).
+fn query(target: &str, key: &str) -> Option<String> {
+    let (_, query) = target.split_once('?')?;
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == key).then(|| decode(v))
+    })
+}
+
+fn decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'+', _) => out.push(b' '),
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 2;
+            }
+            (byte, _) => out.push(byte),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn json_error(message: &str) -> String {
+    format!(
+        "{{\"error\": {}}}\n",
+        serde_json::Value::String(message.to_string())
+    )
+}
+
+/// `POST /v1/partitions/move?topic=T&partition=P&to_shard=N`: runs the move on the controller
+/// shard and answers when it finished (200 with the shards, 400 for a bad request, 409 when the
+/// move could not be done).
+fn move_partition(shared: &Arc<Shared>, target: &str) -> (&'static str, String) {
+    let (Some(topic), Some(partition), Some(to)) = (
+        query(target, "topic"),
+        query(target, "partition").and_then(|p| p.parse::<i32>().ok()),
+        query(target, "to_shard").and_then(|s| s.parse::<usize>().ok()),
+    ) else {
+        return (
+            "400 Bad Request",
+            json_error("expected ?topic=NAME&partition=N&to_shard=N"),
+        );
+    };
+    let (tx, rx) = mpsc::channel();
+    let (name, index) = (topic.clone(), partition);
+    let job: Job = Box::new(move |shard| {
+        let shard = shard.clone();
+        drop(ringtail_engine::io::spawn(async move {
+            let _ = tx.send(crate::moves::move_partition(&shard, name, index, to).await);
+        }));
+    });
+    if !matches!(shared.handles[0].try_post(job), Ok(true)) {
+        return (
+            "503 Service Unavailable",
+            json_error("the controller shard is busy or stopped"),
+        );
+    }
+    match rx.recv_timeout(MOVE_LIMIT) {
+        Ok(Ok(moved)) => (
+            "200 OK",
+            format!(
+                "{{\"topic\": {}, \"partition\": {partition}, \"from_shard\": {}, \"to_shard\": {}}}\n",
+                serde_json::Value::String(topic),
+                moved.from.0,
+                moved.to.0
+            ),
+        ),
+        Ok(Err(err)) => {
+            let status = match err {
+                crate::moves::MoveError::UnknownTopic(_)
+                | crate::moves::MoveError::UnknownPartition { .. } => "404 Not Found",
+                crate::moves::MoveError::NoSuchShard { .. }
+                | crate::moves::MoveError::Internal(_) => "400 Bad Request",
+                _ => "409 Conflict",
+            };
+            (status, json_error(&err.to_string()))
+        }
+        Err(_) => ("504 Gateway Timeout", json_error("the move did not finish in time; it goes on")),
+    }
+}
+
+/// How long a move request waits for the move.
+const MOVE_LIMIT: Duration = Duration::from_secs(120);
 
 /// Reads up to the blank line that ends the request head; None if it is too long or cut.
 fn read_head(stream: &mut TcpStream) -> std::io::Result<Option<String>> {
@@ -161,4 +264,17 @@ fn collect(shared: &Arc<Shared>) -> Vec<ShardSnapshot> {
     }
     snapshots.sort_by_key(|s| s.shard);
     snapshots
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn queries_are_decoded() {
+        let target = "/v1/partitions/move?topic=a%2Eb&partition=3&to_shard=1&x=%zz+y";
+        assert_eq!(super::query(target, "topic").as_deref(), Some("a.b"));
+        assert_eq!(super::query(target, "partition").as_deref(), Some("3"));
+        assert_eq!(super::query(target, "x").as_deref(), Some("%zz y"));
+        assert_eq!(super::query(target, "missing"), None);
+        assert_eq!(super::query("/metrics", "topic"), None);
+    }
 }

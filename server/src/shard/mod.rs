@@ -125,6 +125,9 @@ pub struct Shard {
     /// must not recreate a directory being deleted.
     partitions_busy: Cell<bool>,
     partitions_free: Notify,
+    /// Partitions being moved to or from this shard (`moves`): requests for them are answered
+    /// NOT_LEADER_OR_FOLLOWER, which clients retry, until the move finished.
+    moving: RefCell<std::collections::HashSet<(String, i32)>>,
     /// When "still offline" was last logged (once a minute at most).
     offline_logged: Cell<Option<std::time::Instant>>,
     /// Timestamps of appends (`segment.ms`), retention by age, and the coordinator's time.
@@ -156,6 +159,7 @@ impl Shard {
             partitions_busy: Cell::new(false),
             partitions_free: Notify::new(),
             offline_logged: Cell::new(None),
+            moving: RefCell::new(std::collections::HashSet::new()),
             clock: Rc::new(SystemClock),
             cluster_view: RefCell::new(None),
             cluster_changed: Notify::new(),
@@ -213,6 +217,42 @@ impl Shard {
     /// This shard's coordinator, if it is open (metrics may ask before it is, or after stop).
     pub(crate) fn coordinator_if_open(&self) -> Option<Rc<crate::group::Coordinator>> {
         self.coordinator.borrow().clone()
+    }
+
+    /// The error for a request naming a partition this shard does not hold: retriable while
+    /// the partition is moving between shards, else UNKNOWN_TOPIC_OR_PARTITION.
+    pub fn missing_partition_code(&self, topic: &str, partition: i32) -> i16 {
+        if self
+            .moving
+            .borrow()
+            .contains(&(topic.to_string(), partition))
+        {
+            crate::protocol::error_code::NOT_LEADER_OR_FOLLOWER
+        } else {
+            crate::protocol::error_code::UNKNOWN_TOPIC_OR_PARTITION
+        }
+    }
+
+    /// Marks (or unmarks) a partition as moving to or from this shard.
+    pub(crate) fn set_moving(&self, topic: &str, partition: i32, moving: bool) {
+        let key = (topic.to_string(), partition);
+        if moving {
+            self.moving.borrow_mut().insert(key);
+        } else {
+            self.moving.borrow_mut().remove(&key);
+        }
+    }
+
+    /// Takes one partition out of this shard and closes it (its in-flight appends finish and
+    /// are flushed first). None if it is not here.
+    pub(crate) async fn close_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Option<Result<(), ringtail_engine::StorageError>> {
+        let _held = self.hold_partitions().await;
+        let log = self.partitions.borrow_mut().remove(topic, partition)?;
+        Some(log.close().await)
     }
 
     /// Takes every partition log out, at stop, to close them.

@@ -42,6 +42,12 @@ impl PartitionMap {
         slots[index] = Some(log);
     }
 
+    /// Removes one partition's log, returning it.
+    pub fn remove(&mut self, topic: &str, partition: i32) -> Option<Rc<Partition>> {
+        let index = usize::try_from(partition).ok()?;
+        self.topics.get_mut(topic)?.get_mut(index)?.take()
+    }
+
     /// Removes every partition of `topic`, returning them with their keys.
     pub fn remove_topic(&mut self, topic: &str) -> Vec<(TopicPartition, Rc<Partition>)> {
         let Some((name, slots)) = self.topics.remove_entry(topic) else {
