@@ -558,12 +558,18 @@ fn print_summary(mode: &str, totals: &Totals) {
     if totals.errors > 0 {
         println!("  errors        {:>14}", totals.errors);
     }
+    if totals.retries > 0 {
+        println!(
+            "  retried       {:>14}  (refused with a retriable error, sent again)",
+            totals.retries
+        );
+    }
 }
 
 fn write_json(path: &str, mode: &str, totals: &Totals, settings: &str) -> std::io::Result<()> {
     let json = format!(
         "{{\"mode\": \"{mode}\", \"messages\": {}, \"bytes\": {}, \"seconds\": {:.6}, \"msgs_per_sec\": {:.1}, \"mb_per_sec\": {:.3}, \
-         \"latency_us\": {{\"p50\": {}, \"p90\": {}, \"p99\": {}, \"p999\": {}, \"max\": {}}}, \"errors\": {}, \"settings\": {{{settings}}}}}\n",
+         \"latency_us\": {{\"p50\": {}, \"p90\": {}, \"p99\": {}, \"p999\": {}, \"max\": {}}}, \"errors\": {}, \"retries\": {}, \"settings\": {{{settings}}}}}\n",
         totals.messages,
         totals.bytes,
         totals.seconds,
@@ -574,7 +580,8 @@ fn write_json(path: &str, mode: &str, totals: &Totals, settings: &str) -> std::i
         totals.percentile_us(0.99),
         totals.percentile_us(0.999),
         totals.latency_us.max(),
-        totals.errors
+        totals.errors,
+        totals.retries
     );
     std::fs::write(path, json)
 }

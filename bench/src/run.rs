@@ -76,6 +76,40 @@ struct InFlight {
     intended_us: u64,
     messages: u64,
     bytes: u64,
+    partition: i32,
+    /// Sends of this batch so far (1 for the first).
+    attempt: u32,
+}
+
+/// A batch refused with a retriable error, to be sent again by the sender thread (the only one
+/// writing to the connection) once `due_us` has passed.
+struct Retry {
+    partition: i32,
+    messages: u64,
+    bytes: u64,
+    intended_us: u64,
+    attempt: u32,
+    due_us: u64,
+}
+
+/// Error codes a producer retries: the partition is moving or has no leader right now
+/// (NOT_LEADER_OR_FOLLOWER, LEADER_NOT_AVAILABLE, REQUEST_TIMED_OUT), as Kafka's clients do.
+pub fn retriable(code: i16) -> bool {
+    matches!(code, 5 | 6 | 7)
+}
+
+/// Sends of one batch before its error is reported; with the backoff below, about 25 s.
+const ATTEMPTS_MAX: u32 = 50;
+/// Wait before the n-th resend: n x 10 ms, at most 1 s.
+fn backoff_us(attempt: u32) -> u64 {
+    (u64::from(attempt) * 10_000).min(1_000_000)
+}
+
+/// What the sender and the response reader share about one connection's requests.
+struct Flow {
+    /// Requests sent and not yet answered for good (retried ones stay counted).
+    outstanding: std::sync::atomic::AtomicUsize,
+    retries: std::sync::Mutex<std::sync::mpsc::Receiver<Retry>>,
 }
 
 /// One producer connection, cycling through `partitions`. This thread sends on schedule; a
@@ -90,13 +124,21 @@ pub fn produce(
 ) -> Result<()> {
     let mut connection = Connection::connect(&settings.brokers)?;
     let (tx, rx) = std::sync::mpsc::sync_channel::<InFlight>(settings.inflight);
+    let (retry_tx, retry_rx) = std::sync::mpsc::channel::<Retry>();
+    let flow = Arc::new(Flow {
+        outstanding: std::sync::atomic::AtomicUsize::new(0),
+        retries: std::sync::Mutex::new(retry_rx),
+    });
     let reader = if settings.acks != 0 {
         let mut reading = connection.try_clone()?;
         let mut meter = response_meter;
+        let flow = flow.clone();
         Some(std::thread::spawn(move || -> Result<()> {
             let mut response = Vec::new();
             for request in rx {
-                complete(&mut reading, request, &mut response, &mut meter)?;
+                let result = complete(&mut reading, request, &mut response, &mut meter, &retry_tx);
+                flow.outstanding.fetch_sub(1, Ordering::AcqRel);
+                result?;
             }
             Ok(())
         }))
@@ -104,7 +146,15 @@ pub fn produce(
         drop(response_meter);
         None
     };
-    let sent = send_loop(settings, partitions, limit, meter, &mut connection, &tx);
+    let sent = send_loop(
+        settings,
+        partitions,
+        limit,
+        meter,
+        &mut connection,
+        &tx,
+        &flow,
+    );
     drop(tx);
     let received = reader.map_or(Ok(()), |r| r.join().expect("response reader thread"));
     sent.and(received)
@@ -117,6 +167,7 @@ fn send_loop(
     meter: &mut Meter,
     connection: &mut Connection,
     inflight: &std::sync::mpsc::SyncSender<InFlight>,
+    flow: &Flow,
 ) -> Result<()> {
     let mut template = BatchTemplate::new(settings.batch_records, settings.value_bytes);
     let mut short: Option<BatchTemplate> = None;
@@ -127,12 +178,29 @@ fn send_loop(
     let mut sent_batches: u64 = 0;
     let mut next_partition = 0;
     let mut lag_us = 0;
+    let mut waiting: Vec<Retry> = Vec::new();
     loop {
+        if !resend_due(settings, connection, inflight, flow, &mut waiting, false)? {
+            return Ok(()); // the reader stopped on an error; it reports it
+        }
         let want = settings.batch_records as u64;
         let claimed = limit.claim(want);
         if claimed == 0 {
             limit.lag_end_us.fetch_max(lag_us, Ordering::Relaxed);
-            return Ok(());
+            // Retried batches are part of the run: send them until every one is answered.
+            loop {
+                if !resend_due(settings, connection, inflight, flow, &mut waiting, true)? {
+                    return Ok(());
+                }
+                if flow.outstanding.load(Ordering::Acquire) == 0 {
+                    // The reader queues a retry before it counts the request answered, so
+                    // with nothing outstanding every retry is in the queue now.
+                    waiting.extend(flow.retries.lock().expect("retry queue").try_iter());
+                    if waiting.is_empty() {
+                        return Ok(());
+                    }
+                }
+            }
         }
         let batch = if claimed == want {
             &mut template
@@ -181,7 +249,10 @@ fn send_loop(
             intended_us,
             messages: claimed,
             bytes,
+            partition,
+            attempt: 1,
         };
+        flow.outstanding.fetch_add(1, Ordering::AcqRel);
         if inflight.send(request).is_err() {
             // The reader stopped on an error; it reports it.
             return Ok(());
@@ -189,11 +260,70 @@ fn send_loop(
     }
 }
 
+/// Sends the refused batches whose backoff has passed (`block`: waits a little for one when none
+/// is due). False when the reader has stopped.
+fn resend_due(
+    settings: &ProduceSettings,
+    connection: &mut Connection,
+    inflight: &std::sync::mpsc::SyncSender<InFlight>,
+    flow: &Flow,
+    waiting: &mut Vec<Retry>,
+    block: bool,
+) -> Result<bool> {
+    {
+        let retries = flow.retries.lock().expect("retry queue");
+        if block && waiting.is_empty() {
+            if let Ok(retry) = retries.recv_timeout(Duration::from_millis(5)) {
+                waiting.push(retry);
+            }
+        }
+        waiting.extend(retries.try_iter());
+    }
+    let now = now_us();
+    let mut index = 0;
+    while index < waiting.len() {
+        if waiting[index].due_us > now {
+            index += 1;
+            continue;
+        }
+        let retry = waiting.swap_remove(index);
+        let batch = BatchTemplate::new(retry.messages as i32, settings.value_bytes);
+        let mut prefix = Encoder::default();
+        prefix
+            .null_string()
+            .i16(settings.acks)
+            .i32(30_000)
+            .i32(1)
+            .string(&settings.topic)
+            .i32(1)
+            .i32(retry.partition)
+            .i32(batch.bytes.len() as i32);
+        let correlation_id = connection.send_parts(PRODUCE, 7, &[&prefix.buf, &batch.bytes])?;
+        flow.outstanding.fetch_add(1, Ordering::AcqRel);
+        let request = InFlight {
+            correlation_id,
+            intended_us: retry.intended_us,
+            messages: retry.messages,
+            bytes: retry.bytes,
+            partition: retry.partition,
+            attempt: retry.attempt,
+        };
+        if inflight.send(request).is_err() {
+            return Ok(false);
+        }
+    }
+    if block && !waiting.is_empty() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(true)
+}
+
 fn complete(
     connection: &mut Connection,
     request: InFlight,
     response: &mut Vec<u8>,
     meter: &mut Meter,
+    retries: &std::sync::mpsc::Sender<Retry>,
 ) -> Result<()> {
     connection.receive(request.correlation_id, response)?;
     let done_us = now_us();
@@ -203,6 +333,19 @@ fn complete(
     d.array_len()?;
     d.i32()?;
     let code = d.i16()?;
+    if retriable(code) && request.attempt < ATTEMPTS_MAX {
+        // Sent again by the sender; its latency still counts from the first intended time.
+        meter.retry();
+        let _ = retries.send(Retry {
+            partition: request.partition,
+            messages: request.messages,
+            bytes: request.bytes,
+            intended_us: request.intended_us,
+            attempt: request.attempt + 1,
+            due_us: now_us() + backoff_us(request.attempt),
+        });
+        return Ok(());
+    }
     if code != 0 {
         meter.error();
         return Err(ClientError::Kafka {
@@ -284,6 +427,12 @@ pub fn consume(
                     d.i64()?;
                 }
                 let records = d.bytes()?.unwrap_or(&[]);
+                if retriable(code) {
+                    // Moving or leaderless for now: asked again in the next fetch.
+                    meter.retry();
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
                 if code != 0 {
                     meter.error();
                     return Err(ClientError::Kafka {

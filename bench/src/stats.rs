@@ -18,6 +18,8 @@ pub struct Delta {
     pub messages: u64,
     pub bytes: u64,
     pub errors: u64,
+    /// Requests refused with a retriable error and sent again.
+    pub retries: u64,
     pub latency_us: Histogram<u64>,
 }
 
@@ -27,12 +29,13 @@ impl Delta {
             messages: 0,
             bytes: 0,
             errors: 0,
+            retries: 0,
             latency_us: new_histogram(),
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.messages == 0 && self.errors == 0 && self.latency_us.is_empty()
+        self.messages == 0 && self.errors == 0 && self.retries == 0 && self.latency_us.is_empty()
     }
 }
 
@@ -66,6 +69,11 @@ impl Meter {
         self.pending.errors += 1;
     }
 
+    pub fn retry(&mut self) {
+        self.pending.retries += 1;
+        self.maybe_flush();
+    }
+
     fn maybe_flush(&mut self) {
         if self.last_sent.elapsed() >= Duration::from_millis(200) {
             self.flush();
@@ -92,6 +100,8 @@ pub struct Totals {
     pub messages: u64,
     pub bytes: u64,
     pub errors: u64,
+    /// Requests refused with a retriable error (a partition moving) and sent again.
+    pub retries: u64,
     pub seconds: f64,
     pub latency_us: Histogram<u64>,
 }
@@ -156,6 +166,7 @@ fn report(label: &str, rx: Receiver<Delta>) -> Totals {
         messages: 0,
         bytes: 0,
         errors: 0,
+        retries: 0,
         seconds: 0.0,
         latency_us: new_histogram(),
     };
@@ -168,6 +179,7 @@ fn report(label: &str, rx: Receiver<Delta>) -> Totals {
                 totals.messages += delta.messages;
                 totals.bytes += delta.bytes;
                 totals.errors += delta.errors;
+                totals.retries += delta.retries;
                 totals
                     .latency_us
                     .add(&delta.latency_us)

@@ -175,3 +175,27 @@ def test_admin_cli_shards_and_move(make_broker):
     r = subprocess.run([str(BINARY), "admin", "--admin-url", "http://127.0.0.1:1", "shards"],
                        capture_output=True, timeout=30)
     assert r.returncode == 1 and b"cannot reach the admin API" in r.stderr
+
+
+def test_bench_retries_through_moves_and_counts_exactly(make_broker, tmp_path):
+    import subprocess
+    from conftest import BINARY
+
+    b = make_broker("--shards", "2")
+    out = tmp_path / "bench.json"
+    bench = subprocess.Popen([str(BINARY.parent / "ringtail-bench"), "produce", "--brokers", b.bootstrap, "--topic", "busy",
+                              "--partitions", "2", "--connections", "2", "--duration", "6", "--batch-records", "500",
+                              "--acks", "-1", "--json", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(1.5)
+    for i in range(4):
+        status, answer = move(b, "busy", 0, 1 - owner(b, "busy", 0))
+        assert status == 200, answer
+        time.sleep(0.5)
+    _, err = bench.communicate(timeout=120)
+    assert bench.returncode == 0, err.decode()[-2000:]
+    report = json.loads(out.read_text())
+    assert report["errors"] == 0 and report["retries"] > 0, report
+    text = b.metrics()
+    ends = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+            if line.startswith('ringtail_partition_log_end_offset{topic="busy"')]
+    assert len(ends) == 2 and sum(ends) == report["messages"], (ends, report["messages"])
