@@ -278,6 +278,12 @@ async fn shard_main(
     // In a cluster, the controller shard follows the metadata image (topics, leaders).
     let sync_task = (shard.id == ShardId::CONTROLLER && shard.shared.cluster.is_some())
         .then(|| rio::spawn(crate::cluster::topics::run_sync(shard.clone())));
+    // Alone with several shards, the controller shard balances partitions between them.
+    let balance_task = (shard.id == ShardId::CONTROLLER
+        && shard.shared.cluster.is_none()
+        && shard.shared.config.balance_cores
+        && shard.shared.config.shards > 1)
+        .then(|| rio::spawn(crate::balance::run(shard.clone())));
     let accept_task = rio::spawn(accept_loop(shard.clone(), Rc::new(listener)));
     info!(shard = %shard.id, "shard ready");
     while !shard.stopped.get() {
@@ -305,6 +311,9 @@ async fn shard_main(
     })
     .await;
     // Stopped, not detached: neither may run while the logs close, or after.
+    if let Some(task) = balance_task {
+        task.abort();
+    }
     retention_task.abort();
     reopen_task.abort();
     if let Some(task) = sync_task {

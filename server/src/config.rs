@@ -47,6 +47,10 @@ pub struct Args {
     /// [default: 127.0.0.1:9644]
     #[arg(long)]
     pub metrics_listen: Option<String>,
+    /// Move partitions from the busiest shard to the least busy every
+    /// core.balance.interval.ms when the gap matters: true or false [default: true]
+    #[arg(long)]
+    pub balance_cores: Option<bool>,
     /// This node's id in a cluster (Kafka's node.id) [default: 1, alone]
     #[arg(long)]
     pub node_id: Option<u64>,
@@ -87,6 +91,10 @@ pub struct FileConfig {
     stage_timing: Option<bool>,
     #[serde(rename = "metrics-listen")]
     metrics_listen: Option<String>,
+    #[serde(rename = "balance-cores")]
+    balance_cores: Option<bool>,
+    #[serde(rename = "core.balance.interval.ms")]
+    core_balance_interval_ms: Option<i64>,
     #[serde(rename = "num.partitions")]
     num_partitions: Option<i32>,
     #[serde(rename = "auto.create.topics.enable")]
@@ -194,6 +202,10 @@ pub struct Config {
     pub stage_timing: bool,
     /// `--metrics-listen`: the Prometheus endpoint's address; None when "off".
     pub metrics_listen: Option<SocketAddr>,
+    /// `--balance-cores`: move partitions between shards by measured load (`balance`).
+    pub balance_cores: bool,
+    /// `core.balance.interval.ms`: how often the balancer measures and may move one partition.
+    pub core_balance_interval_ms: u64,
     pub topics: TopicDefaults,
     pub socket_request_max_bytes: usize,
     /// `group.initial.rebalance.delay.ms`: how long a new group waits for more members.
@@ -430,6 +442,11 @@ impl Config {
                 ))
             })?),
         };
+        let core_balance_interval_ms = positive(
+            file.core_balance_interval_ms,
+            "core.balance.interval.ms",
+            60_000,
+        )? as u64;
         let descriptor_reserve = match file.descriptor_reserve {
             Some(v) if v < 0 => return err("descriptor-reserve must be at least 0"),
             Some(v) => v as u64,
@@ -453,6 +470,8 @@ impl Config {
             log_level,
             stage_timing: args.stage_timing || file.stage_timing.unwrap_or(false),
             metrics_listen,
+            balance_cores: args.balance_cores.or(file.balance_cores).unwrap_or(true),
+            core_balance_interval_ms,
             topics: TopicDefaults {
                 num_partitions,
                 auto_create_topics_enable: file.auto_create_topics_enable.unwrap_or(true),
@@ -632,6 +651,19 @@ mod tests {
             let e = with(Some(bad)).expect_err(bad);
             assert!(e.0.contains("--metrics-listen"), "{e}");
         }
+    }
+
+    #[test]
+    fn core_balancing_is_on_by_default_and_can_be_turned_off() {
+        let config = Config::load(Args::default()).expect("defaults");
+        assert!(config.balance_cores);
+        assert_eq!(config.core_balance_interval_ms, 60_000);
+        let off = Config::load(Args {
+            balance_cores: Some(false),
+            ..Args::default()
+        })
+        .expect("off");
+        assert!(!off.balance_cores);
     }
 
     #[test]

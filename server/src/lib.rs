@@ -6,6 +6,7 @@
 
 pub mod admin;
 mod api;
+mod balance;
 pub mod broker;
 pub mod clock;
 mod cluster;

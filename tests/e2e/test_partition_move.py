@@ -199,3 +199,41 @@ def test_bench_retries_through_moves_and_counts_exactly(make_broker, tmp_path):
     ends = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
             if line.startswith('ringtail_partition_log_end_offset{topic="busy"')]
     assert len(ends) == 2 and sum(ends) == report["messages"], (ends, report["messages"])
+
+
+def test_balancer_splits_two_hot_partitions(make_broker, tmp_path):
+    """Two hot partitions on the shard that also holds the load's connections: the balancer
+    (core.balance.interval.ms = 1500) moves one to the other shard, then leaves them."""
+    import subprocess
+    from conftest import BINARY
+    from test_metrics import parse, value
+
+    config = tmp_path / "balance.toml"
+    config.write_text('"core.balance.interval.ms" = 1500\n')
+    b = make_broker("--shards", "2", "--config", str(config))
+    create_topic(b.bootstrap, "hot", 2)
+    out = tmp_path / "bench.json"
+    bench = subprocess.Popen([str(BINARY.parent / "ringtail-bench"), "produce", "--brokers", b.bootstrap, "--topic", "hot",
+                              "--partitions", "2", "--connections", "2", "--duration", "14", "--batch-records", "1000",
+                              "--acks", "1", "--json", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(0.7)
+    samples = parse(b.metrics())
+    busiest = max((0, 1), key=lambda s: value(samples, "ringtail_shard_connections", shard=str(s)))
+    for p in (0, 1):
+        if owner(b, "hot", p) != busiest:
+            assert move(b, "hot", p, busiest)[0] == 200
+    deadline = time.time() + 10
+    while time.time() < deadline and owner(b, "hot", 0) == owner(b, "hot", 1):
+        time.sleep(0.2)
+    assert owner(b, "hot", 0) != owner(b, "hot", 1), b.read_log()[-3000:]
+    split = (owner(b, "hot", 0), owner(b, "hot", 1))
+    time.sleep(4.5)  # three more intervals: no flapping back
+    assert (owner(b, "hot", 0), owner(b, "hot", 1)) == split
+    _, err = bench.communicate(timeout=120)
+    assert bench.returncode == 0, err.decode()[-2000:]
+    moved = [l for l in b.read_log().splitlines() if "core balance: moved" in l]
+    assert 1 <= len(moved) <= 2, moved
+    report = json.loads(out.read_text())
+    ends = [float(line.rsplit(" ", 1)[1]) for line in b.metrics().splitlines()
+            if line.startswith('ringtail_partition_log_end_offset{topic="hot"')]
+    assert sum(ends) == report["messages"]
