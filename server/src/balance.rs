@@ -146,7 +146,9 @@ pub async fn run(controller: Rc<Shard>) {
                 // The move changed what the next interval measures: start afresh.
                 previous = None;
             }
-            Err(err) => warn!("core balance: moving {topic}/{partition} to shard {to} failed: {err}"),
+            Err(err) => {
+                warn!("core balance: moving {topic}/{partition} to shard {to} failed: {err}")
+            }
         }
     }
 }
@@ -167,18 +169,32 @@ mod tests {
 
     #[test]
     fn two_hot_partitions_on_one_shard_are_split() {
-        let i = interval(&[0.9, 0.2], &[&[("hot", 0, 1000), ("hot", 1, 900)], &[("cold", 0, 10)]]);
+        let i = interval(
+            &[0.9, 0.2],
+            &[&[("hot", 0, 1000), ("hot", 1, 900)], &[("cold", 0, 10)]],
+        );
         assert_eq!(choose(&i, &HashMap::new()), Some(("hot".into(), 1, 0, 1)));
     }
 
     #[test]
     fn small_gaps_idle_shards_and_cooling_partitions_stay() {
         let parts: &[&[(&str, i32, u64)]] = &[&[("a", 0, 1000), ("a", 1, 900)], &[]];
-        assert_eq!(choose(&interval(&[0.9, 0.8], parts), &HashMap::new()), None, "gap under GAP_MIN");
-        assert_eq!(choose(&interval(&[0.25, 0.0], parts), &HashMap::new()), None, "not busy enough");
+        assert_eq!(
+            choose(&interval(&[0.9, 0.8], parts), &HashMap::new()),
+            None,
+            "gap under GAP_MIN"
+        );
+        assert_eq!(
+            choose(&interval(&[0.25, 0.0], parts), &HashMap::new()),
+            None,
+            "not busy enough"
+        );
         let mut cooling = HashMap::new();
         cooling.insert(("a".to_string(), 1), 2);
-        assert_eq!(choose(&interval(&[0.9, 0.1], parts), &cooling), Some(("a".into(), 0, 0, 1)));
+        assert_eq!(
+            choose(&interval(&[0.9, 0.1], parts), &cooling),
+            Some(("a".into(), 0, 0, 1))
+        );
         cooling.insert(("a".to_string(), 0), 2);
         assert_eq!(choose(&interval(&[0.9, 0.1], parts), &cooling), None);
     }
