@@ -105,11 +105,13 @@ fn backoff_us(attempt: u32) -> u64 {
     (u64::from(attempt) * 10_000).min(1_000_000)
 }
 
-/// What the sender and the response reader share about one connection's requests.
+/// The sender's view of one connection's requests.
 struct Flow {
-    /// Requests sent and not yet answered for good (retried ones stay counted).
-    outstanding: std::sync::atomic::AtomicUsize,
-    retries: std::sync::Mutex<std::sync::mpsc::Receiver<Retry>>,
+    /// Requests sent and not yet answered for good (retried ones stay counted); the response
+    /// reader counts them down.
+    outstanding: Arc<std::sync::atomic::AtomicUsize>,
+    /// Batches the reader found refused with a retriable error.
+    retries: std::sync::mpsc::Receiver<Retry>,
 }
 
 /// One producer connection, cycling through `partitions`. This thread sends on schedule; a
@@ -125,19 +127,19 @@ pub fn produce(
     let mut connection = Connection::connect(&settings.brokers)?;
     let (tx, rx) = std::sync::mpsc::sync_channel::<InFlight>(settings.inflight);
     let (retry_tx, retry_rx) = std::sync::mpsc::channel::<Retry>();
-    let flow = Arc::new(Flow {
-        outstanding: std::sync::atomic::AtomicUsize::new(0),
-        retries: std::sync::Mutex::new(retry_rx),
-    });
+    let flow = Flow {
+        outstanding: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+        retries: retry_rx,
+    };
     let reader = if settings.acks != 0 {
         let mut reading = connection.try_clone()?;
         let mut meter = response_meter;
-        let flow = flow.clone();
+        let outstanding = flow.outstanding.clone();
         Some(std::thread::spawn(move || -> Result<()> {
             let mut response = Vec::new();
             for request in rx {
                 let result = complete(&mut reading, request, &mut response, &mut meter, &retry_tx);
-                flow.outstanding.fetch_sub(1, Ordering::AcqRel);
+                outstanding.fetch_sub(1, Ordering::AcqRel);
                 result?;
             }
             Ok(())
@@ -195,7 +197,7 @@ fn send_loop(
                 if flow.outstanding.load(Ordering::Acquire) == 0 {
                     // The reader queues a retry before it counts the request answered, so
                     // with nothing outstanding every retry is in the queue now.
-                    waiting.extend(flow.retries.lock().expect("retry queue").try_iter());
+                    waiting.extend(flow.retries.try_iter());
                     if waiting.is_empty() {
                         return Ok(());
                     }
@@ -223,17 +225,7 @@ fn send_loop(
         }
         let partition = partitions[next_partition % partitions.len()];
         next_partition += 1;
-        let mut prefix = Encoder::default();
-        prefix
-            .null_string()
-            .i16(settings.acks)
-            .i32(30_000)
-            .i32(1)
-            .string(&settings.topic)
-            .i32(1)
-            .i32(partition)
-            .i32(batch.bytes.len() as i32);
-        let correlation_id = connection.send_parts(PRODUCE, 7, &[&prefix.buf, &batch.bytes])?;
+        let correlation_id = send_batch(settings, connection, partition, &batch.bytes)?;
         if interval_us.is_some() {
             lag_us = now_us().saturating_sub(intended_us);
             limit.lag_max_us.fetch_max(lag_us, Ordering::Relaxed);
@@ -260,6 +252,26 @@ fn send_loop(
     }
 }
 
+/// Sends one Produce v7 request carrying `batch` for `partition`; returns its correlation id.
+fn send_batch(
+    settings: &ProduceSettings,
+    connection: &mut Connection,
+    partition: i32,
+    batch: &[u8],
+) -> Result<i32> {
+    let mut prefix = Encoder::default();
+    prefix
+        .null_string()
+        .i16(settings.acks)
+        .i32(30_000)
+        .i32(1)
+        .string(&settings.topic)
+        .i32(1)
+        .i32(partition)
+        .i32(batch.len() as i32);
+    connection.send_parts(PRODUCE, 7, &[&prefix.buf, batch])
+}
+
 /// Sends the refused batches whose backoff has passed (`block`: waits a little for one when none
 /// is due). False when the reader has stopped.
 fn resend_due(
@@ -270,15 +282,12 @@ fn resend_due(
     waiting: &mut Vec<Retry>,
     block: bool,
 ) -> Result<bool> {
-    {
-        let retries = flow.retries.lock().expect("retry queue");
-        if block && waiting.is_empty() {
-            if let Ok(retry) = retries.recv_timeout(Duration::from_millis(5)) {
-                waiting.push(retry);
-            }
+    if block && waiting.is_empty() {
+        if let Ok(retry) = flow.retries.recv_timeout(Duration::from_millis(5)) {
+            waiting.push(retry);
         }
-        waiting.extend(retries.try_iter());
     }
+    waiting.extend(flow.retries.try_iter());
     let now = now_us();
     let mut index = 0;
     while index < waiting.len() {
@@ -288,17 +297,7 @@ fn resend_due(
         }
         let retry = waiting.swap_remove(index);
         let batch = BatchTemplate::new(retry.messages as i32, settings.value_bytes);
-        let mut prefix = Encoder::default();
-        prefix
-            .null_string()
-            .i16(settings.acks)
-            .i32(30_000)
-            .i32(1)
-            .string(&settings.topic)
-            .i32(1)
-            .i32(retry.partition)
-            .i32(batch.bytes.len() as i32);
-        let correlation_id = connection.send_parts(PRODUCE, 7, &[&prefix.buf, &batch.bytes])?;
+        let correlation_id = send_batch(settings, connection, retry.partition, &batch.bytes)?;
         flow.outstanding.fetch_add(1, Ordering::AcqRel);
         let request = InFlight {
             correlation_id,

@@ -100,42 +100,40 @@ fn shards(args: &AdminArgs) -> Result<(), String> {
         return Err(format!("GET /metrics answered {status}"));
     }
     let all = samples(&text);
-    let per_shard = |name: &str| -> BTreeMap<String, f64> {
+    let per_shard = |name: &str| -> BTreeMap<usize, f64> {
         all.iter()
             .filter(|(n, _, _)| n == name)
-            .filter_map(|(_, l, v)| Some((l.get("shard")?.clone(), *v)))
+            .filter_map(|(_, l, v)| Some((l.get("shard")?.parse().ok()?, *v)))
             .collect()
     };
     let busy = per_shard("ringtail_shard_busy_seconds_total");
     let connections = per_shard("ringtail_shard_connections");
     let partitions = per_shard("ringtail_shard_partitions");
-    let mut logs: Vec<(String, String, String, f64, f64)> = all
-        .iter()
-        .filter(|(n, l, _)| {
-            n == "ringtail_partition_messages_in_total"
-                && l.get("topic").is_some_and(|t| !t.starts_with("__"))
-        })
-        .map(|(_, l, v)| {
-            let bytes = all
-                .iter()
-                .find(|(n, l2, _)| n == "ringtail_partition_size_bytes" && l2 == l)
-                .map_or(0.0, |s| s.2);
-            (
-                l["shard"].clone(),
-                l["topic"].clone(),
-                l["partition"].clone(),
-                *v,
-                bytes,
-            )
-        })
-        .collect();
-    logs.sort_by(|a, b| {
-        (&a.0, &a.1, a.2.parse::<i32>().unwrap_or(0)).cmp(&(
-            &b.0,
-            &b.1,
-            b.2.parse::<i32>().unwrap_or(0),
-        ))
-    });
+    // (shard, topic, partition) -> (messages in, size bytes), ordered for the table.
+    let mut logs: BTreeMap<(usize, String, i32), (f64, f64)> = BTreeMap::new();
+    for (name, labels, value) in &all {
+        let slot = match name.as_str() {
+            "ringtail_partition_messages_in_total" => 0,
+            "ringtail_partition_size_bytes" => 1,
+            _ => continue,
+        };
+        let key = (|| {
+            let topic = labels.get("topic").filter(|t| !t.starts_with("__"))?;
+            Some((
+                labels.get("shard")?.parse().ok()?,
+                topic.clone(),
+                labels.get("partition")?.parse().ok()?,
+            ))
+        })();
+        if let Some(key) = key {
+            let entry = logs.entry(key).or_default();
+            if slot == 0 {
+                entry.0 = *value;
+            } else {
+                entry.1 = *value;
+            }
+        }
+    }
     if args.json {
         let shard_items: Vec<String> = busy
             .iter()
@@ -149,7 +147,7 @@ fn shards(args: &AdminArgs) -> Result<(), String> {
             .collect();
         let log_items: Vec<String> = logs
             .iter()
-            .map(|(s, t, p, m, b)| {
+            .map(|((s, t, p), (m, b))| {
                 format!(
                     "{{\"shard\": {s}, \"topic\": {}, \"partition\": {p}, \"messages_in\": {m}, \"size_bytes\": {b}}}",
                     serde_json::Value::String(t.clone())
@@ -180,7 +178,7 @@ fn shards(args: &AdminArgs) -> Result<(), String> {
         "\n{:<6} {:<30} {:>9} {:>14} {:>14}",
         "shard", "topic", "partition", "messages in", "size bytes"
     );
-    for (s, t, p, m, b) in &logs {
+    for ((s, t, p), (m, b)) in &logs {
         println!("{s:<6} {t:<30} {p:>9} {m:>14} {b:>14}");
     }
     println!("\n(busy seconds are counters: two calls a minute apart give each core's busy fraction; Prometheus: rate(ringtail_shard_busy_seconds_total[1m]))");

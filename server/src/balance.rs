@@ -59,6 +59,31 @@ pub struct Interval {
     pub partitions: Vec<Vec<(String, i32, u64)>>,
 }
 
+impl Interval {
+    /// What happened between two samples of every shard, `wall` apart.
+    fn between(before: &[Sample], after: &[Sample], wall: Duration) -> Interval {
+        let wall = wall.as_secs_f64().max(1e-9);
+        let pairs = || after.iter().zip(before);
+        Interval {
+            busy: pairs()
+                .map(|(a, b)| a.busy.saturating_sub(b.busy).as_secs_f64() / wall)
+                .collect(),
+            partitions: pairs()
+                .map(|(a, b)| {
+                    a.traffic
+                        .iter()
+                        .filter_map(|(key, bytes)| {
+                            // A partition that arrived during the interval is measured next time.
+                            let earlier = b.traffic.get(key)?;
+                            Some((key.0.clone(), key.1, bytes.saturating_sub(*earlier)))
+                        })
+                        .collect()
+                })
+                .collect(),
+        }
+    }
+}
+
 /// The move one interval calls for, if any: (topic, partition, from, to).
 pub fn choose(
     interval: &Interval,
@@ -106,32 +131,12 @@ pub async fn run(controller: Rc<Shard>) {
             *rounds -= 1;
             *rounds > 0
         });
-        let Some((then, before)) = previous.replace((now, samples)) else {
+        let Some((then, before)) = previous.take() else {
+            previous = Some((now, samples));
             continue;
         };
-        let (_, after) = previous.as_ref().expect("just set");
-        let wall = now.duration_since(then).as_secs_f64().max(1e-9);
-        let interval = Interval {
-            busy: after
-                .iter()
-                .zip(&before)
-                .map(|(a, b)| a.busy.saturating_sub(b.busy).as_secs_f64() / wall)
-                .collect(),
-            partitions: after
-                .iter()
-                .zip(&before)
-                .map(|(a, b)| {
-                    a.traffic
-                        .iter()
-                        .filter_map(|(key, bytes)| {
-                            // A partition that arrived during the interval is measured next time.
-                            let earlier = b.traffic.get(key)?;
-                            Some((key.0.clone(), key.1, bytes.saturating_sub(*earlier)))
-                        })
-                        .collect()
-                })
-                .collect(),
-        };
+        let interval = Interval::between(&before, &samples, now.duration_since(then));
+        previous = Some((now, samples));
         debug!(busy = ?interval.busy, "core balance");
         let Some((topic, partition, from, to)) = choose(&interval, &cooling) else {
             continue;

@@ -171,7 +171,7 @@ async fn read_requests(
             }
         };
         let received = Instant::now();
-        let parsed = timing::start();
+        let parsed = timing::enabled().then_some(received);
         let (header, body) = match parse_header(frame) {
             Ok(parsed) => parsed,
             Err(e) => {

@@ -211,10 +211,18 @@ fn transparent_huge_pages(root: &Path) -> Finding {
     f
 }
 
+/// (soft, hard) of one line of `/proc/self/limits`, e.g. "Max open files".
+fn process_limit(root: &Path, name: &str) -> Option<(String, String)> {
+    let limits = read(root, "proc/self/limits")?;
+    let line = limits.lines().find(|l| l.starts_with(name))?;
+    let mut fields = line[name.len()..].split_whitespace();
+    Some((fields.next()?.to_string(), fields.next()?.to_string()))
+}
+
 fn open_files(root: &Path) -> Finding {
     let why = "each partition keeps a segment file open (more while segments roll), and every connection is a descriptor; the broker raises its soft limit to the hard one at start, so the hard limit is what counts";
     let recommended = ">= 1048576 (hard)";
-    let Some(limits) = read(root, "proc/self/limits") else {
+    let Some((soft, hard)) = process_limit(root, "Max open files") else {
         return finding(
             "open files (ulimit -n)",
             "(not readable)",
@@ -223,20 +231,6 @@ fn open_files(root: &Path) -> Finding {
             why,
         );
     };
-    let Some(line) = limits.lines().find(|l| l.starts_with("Max open files")) else {
-        return finding(
-            "open files (ulimit -n)",
-            "(not listed)",
-            recommended,
-            Status::Unknown,
-            why,
-        );
-    };
-    let fields: Vec<&str> = line.split_whitespace().collect();
-    let (soft, hard) = (
-        fields.get(3).copied().unwrap_or("?"),
-        fields.get(4).copied().unwrap_or("?"),
-    );
     let found = format!("soft {soft}, hard {hard}");
     let enough = hard == "unlimited" || hard.parse::<u64>().is_ok_and(|h| h >= 1_048_576);
     if enough {
@@ -272,14 +266,8 @@ fn kernel_version(root: &Path) -> Option<(u32, u32)> {
 fn locked_memory(root: &Path) -> Finding {
     let setting = "locked memory for io_uring";
     let why = "before Linux 5.12 io_uring rings were charged to RLIMIT_MEMLOCK; since then to the memory cgroup, so the limit no longer matters";
-    let limit = read(root, "proc/self/limits")
-        .and_then(|l| {
-            l.lines()
-                .find(|l| l.starts_with("Max locked memory"))
-                .map(str::to_string)
-        })
-        .map(|l| l.split_whitespace().nth(3).unwrap_or("?").to_string())
-        .unwrap_or_else(|| "?".into());
+    let limit =
+        process_limit(root, "Max locked memory").map_or_else(|| "?".into(), |(soft, _)| soft);
     match kernel_version(root) {
         Some(v) if v >= (5, 12) => finding(
             setting,

@@ -1,5 +1,7 @@
-//! The metrics endpoint: a small HTTP/1.1 server on a thread of its own (`metrics`), never on a
-//! shard. `GET /metrics` answers the Prometheus text format; anything else gets 404 or 405.
+//! The metrics and admin endpoint: a small HTTP/1.1 server on a thread of its own (`metrics`),
+//! never on a shard. `GET /metrics` answers the Prometheus text format; `POST
+//! /v1/partitions/move` moves a partition between shards (`moves`); anything else gets 404 or
+//! 405.
 //!
 //! Connections are served one at a time with short timeouts (a scraper sends one small
 //! request); each scrape posts a copy job to every shard's inbox and waits at most
@@ -232,11 +234,7 @@ fn respond(
 /// Collects every shard's snapshot (those that answer within `COLLECT_LIMIT`) and renders them.
 fn exposition(shared: &Arc<Shared>) -> String {
     let snapshots = collect(shared);
-    super::render::render(
-        shared.handles.len(),
-        &snapshots,
-        &super::render::iowq_workers(),
-    )
+    super::render::render(shared.handles.len(), &snapshots, &snapshot::iowq_workers())
 }
 
 fn collect(shared: &Arc<Shared>) -> Vec<ShardSnapshot> {

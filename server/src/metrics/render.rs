@@ -102,31 +102,6 @@ fn api_name(key: i16) -> String {
         .map_or_else(|()| format!("api_{key}"), |api| format!("{api:?}"))
 }
 
-/// io-wq worker threads per shard thread id (workers are named `iou-wrk-<ring owner's tid>`),
-/// and each shard thread's id (threads are named `shard-<n>`).
-pub fn iowq_workers() -> HashMap<usize, usize> {
-    let mut shard_tids: HashMap<String, usize> = HashMap::new();
-    let mut workers_by_owner: HashMap<String, usize> = HashMap::new();
-    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
-        for task in tasks.flatten() {
-            let tid = task.file_name().to_string_lossy().into_owned();
-            let Ok(comm) = std::fs::read_to_string(task.path().join("comm")) else {
-                continue;
-            };
-            let comm = comm.trim_end();
-            if let Some(shard) = comm.strip_prefix("shard-").and_then(|n| n.parse().ok()) {
-                shard_tids.insert(tid, shard);
-            } else if let Some(owner) = comm.strip_prefix("iou-wrk-") {
-                *workers_by_owner.entry(owner.to_string()).or_default() += 1;
-            }
-        }
-    }
-    shard_tids
-        .into_iter()
-        .map(|(tid, shard)| (shard, workers_by_owner.get(&tid).copied().unwrap_or(0)))
-        .collect()
-}
-
 /// The whole exposition: `shards` is how many the broker runs (those missing from
 /// `snapshots` did not answer in time).
 pub fn render(shards: usize, snapshots: &[ShardSnapshot], iowq: &HashMap<usize, usize>) -> String {
@@ -288,14 +263,22 @@ fn apis(out: &mut Out, snapshots: &[ShardSnapshot]) {
     for s in snapshots {
         for (key, stats) in s.counters.apis.iter().enumerate() {
             let Some(stats) = stats else { continue };
-            let entry = merged
-                .entry(key as i16)
-                .or_insert_with(|| (0, stats.latency_us.clone(), 0));
-            if entry.0 > 0 {
-                let _ = entry.1.add(&stats.latency_us);
+            match merged.entry(key as i16) {
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    slot.insert((
+                        stats.requests,
+                        stats.latency_us.clone(),
+                        stats.latency_us_sum,
+                    ));
+                }
+                std::collections::btree_map::Entry::Occupied(mut slot) => {
+                    let entry = slot.get_mut();
+                    // Same bounds everywhere (`ApiStats::new`): adding cannot fail.
+                    let _ = entry.1.add(&stats.latency_us);
+                    entry.0 += stats.requests;
+                    entry.2 += stats.latency_us_sum;
+                }
             }
-            entry.0 += stats.requests;
-            entry.2 += stats.latency_us_sum;
         }
         for (key, count) in &s.counters.errors {
             *errors.entry(*key).or_default() += count;

@@ -1,5 +1,6 @@
 //! A shard's figures, copied on the shard's own thread by a job from the metrics thread.
 
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -62,6 +63,31 @@ pub fn take(shard: &Rc<Shard>) -> ShardSnapshot {
             .coordinator_if_open()
             .map_or_else(Vec::new, |c| c.metrics()),
     }
+}
+
+/// io-wq worker threads per shard thread id (workers are named `iou-wrk-<ring owner's tid>`),
+/// and each shard thread's id (threads are named `shard-<n>`).
+pub fn iowq_workers() -> HashMap<usize, usize> {
+    let mut shard_tids: HashMap<String, usize> = HashMap::new();
+    let mut workers_by_owner: HashMap<String, usize> = HashMap::new();
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        for task in tasks.flatten() {
+            let tid = task.file_name().to_string_lossy().into_owned();
+            let Ok(comm) = std::fs::read_to_string(task.path().join("comm")) else {
+                continue;
+            };
+            let comm = comm.trim_end();
+            if let Some(shard) = comm.strip_prefix("shard-").and_then(|n| n.parse().ok()) {
+                shard_tids.insert(tid, shard);
+            } else if let Some(owner) = comm.strip_prefix("iou-wrk-") {
+                *workers_by_owner.entry(owner.to_string()).or_default() += 1;
+            }
+        }
+    }
+    shard_tids
+        .into_iter()
+        .map(|(tid, shard)| (shard, workers_by_owner.get(&tid).copied().unwrap_or(0)))
+        .collect()
 }
 
 /// How long a scrape waits for the shards' copies.
