@@ -71,7 +71,7 @@ impl FromStr for FsyncPolicy {
 }
 
 /// Settings of one partition log. Defaults are Kafka's.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LogConfig {
     /// `segment.bytes`: roll the active segment before it would grow past this.
     pub segment_bytes: u64,
@@ -106,6 +106,23 @@ impl Default for LogConfig {
             checkpoint_interval_ms: 1000,
             producer_id_expiration_ms: 86_400_000,
         }
+    }
+}
+
+/// A log setting out of its range.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum InvalidConfig {
+    #[error("segment.bytes must be between 1 KiB and 2 GiB, got {0}")]
+    SegmentBytes(u64),
+}
+
+impl LogConfig {
+    /// Checks the settings the log's format depends on (a segment's positions are 32-bit).
+    pub fn check(&self) -> Result<(), InvalidConfig> {
+        if !(1024..=i32::MAX as u64).contains(&self.segment_bytes) {
+            return Err(InvalidConfig::SegmentBytes(self.segment_bytes));
+        }
+        Ok(())
     }
 }
 

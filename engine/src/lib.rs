@@ -19,7 +19,7 @@ pub mod stats;
 pub mod storage;
 pub mod timing;
 
-pub use config::{FsyncPolicy, LogConfig};
+pub use config::{FsyncPolicy, InvalidConfig, LogConfig};
 pub use error::{AppendError, OpenError, ReadError, StorageError};
 pub use log::{AppendInfo, FileRange, Partition, ReadResult};
 pub use offset::{FilePos, LeaderEpoch, Offset};

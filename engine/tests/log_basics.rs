@@ -150,6 +150,59 @@ fn segments_roll_by_size_and_age_and_survive_reopen() {
 }
 
 #[test]
+fn topic_settings_change_while_the_log_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    run(async {
+        let log = open(dir.path(), LogConfig::default()).await;
+        for i in 0..10u8 {
+            log.append(batch(4, 200, 5_000, i), 5_000).expect("append");
+        }
+        log.wait_written(Offset(39)).await.expect("written");
+        assert_eq!(log.segment_count(), 1);
+        // Smaller segments and batches: the next appends roll, a large batch is refused.
+        let smaller = LogConfig {
+            segment_bytes: 2048,
+            max_message_bytes: 1000,
+            retention_ms: Some(60_000),
+            fsync: FsyncPolicy::Never,
+            ..LogConfig::default()
+        };
+        log.reconfigure(&smaller).expect("valid");
+        assert_eq!(log.config().segment_bytes, 2048);
+        assert_eq!(log.config().retention_ms, Some(60_000));
+        assert_eq!(
+            log.config().fsync,
+            FsyncPolicy::AcksAll,
+            "the broker's policy stays as opened"
+        );
+        assert!(matches!(
+            log.append(batch(4, 400, 5_000, 0), 5_000),
+            Err(AppendError::TooLarge { max: 1000, .. })
+        ));
+        for i in 0..30u8 {
+            log.append(batch(1, 300, 5_000, i), 5_000).expect("append");
+        }
+        log.wait_written(Offset(69)).await.expect("written");
+        assert!(log.segment_count() > 2, "rolled: {}", log.segment_count());
+        // Retention of a minute: sealed segments (stamped at 5 s) go at 70 s, not at 60 s.
+        assert_eq!(log.enforce_retention(60_000).expect("retention"), 0);
+        let before = log.segment_count();
+        let deleted = log.enforce_retention(70_000).expect("retention");
+        assert!(deleted > 0);
+        assert_eq!(log.segment_count(), before - deleted);
+        assert!(log.log_start_offset() > 0);
+        // Out of range: refused, and nothing changes.
+        let huge = LogConfig {
+            segment_bytes: 1 << 40,
+            ..smaller
+        };
+        assert!(log.reconfigure(&huge).is_err());
+        assert_eq!(log.config().segment_bytes, 2048);
+        log.close().await.expect("close");
+    });
+}
+
+#[test]
 fn every_fsync_policy_acknowledges() {
     for policy in ["never", "acks-all", "always", "interval:5"] {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -369,11 +369,12 @@ async fn run_inbox(shard: Rc<Shard>, inbox: crossbeam_channel::Receiver<Job>) {
 const GROUP_TIMER_TICK: Duration = Duration::from_millis(100);
 
 /// Retention at start (a broker restarted more often than the interval must still enforce
-/// it), then every 30 s.
+/// it), then every `log.retention.check.interval.ms`.
 async fn run_retention(shard: Rc<Shard>) {
+    let every = Duration::from_millis(shard.shared.config.log_retention_check_interval_ms);
     loop {
         shard.enforce_retention();
-        rio::sleep(Duration::from_secs(30)).await;
+        rio::sleep(every).await;
     }
 }
 

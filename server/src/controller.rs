@@ -229,3 +229,79 @@ pub async fn delete_topic(shard: &Rc<Shard>, name: String) -> Result<bool, Contr
         .await
         .unwrap_or(Err(ControllerError::ControllerStopped))
 }
+
+/// Why a topic's configs were not changed; each maps to a Kafka error code in AlterConfigs.
+#[derive(Debug, thiserror::Error)]
+pub enum AlterError {
+    #[error("topic {0:?} does not exist")]
+    UnknownTopic(String),
+    #[error("the configs of {0} are fixed by the broker")]
+    Internal(String),
+    #[error(transparent)]
+    InvalidConfig(#[from] crate::topics::TopicConfigError),
+    #[error(transparent)]
+    Storage(#[from] ControllerError),
+}
+
+/// The overrides `name` has now, under Kafka's names (None: no such topic).
+pub fn topic_configs(shard: &Shard, name: &str) -> Option<BTreeMap<String, String>> {
+    shard.registry().get(name).map(|t| t.configs.to_map())
+}
+
+/// Replaces the config overrides of topic `name` with `configs` (Kafka's dynamic topic
+/// configs), from any shard: validated, stored, then applied to the open partitions without a
+/// restart. `validate_only` checks and changes nothing.
+pub async fn alter_topic_configs(
+    shard: &Rc<Shard>,
+    name: String,
+    configs: BTreeMap<String, String>,
+    validate_only: bool,
+) -> Result<(), AlterError> {
+    if name == crate::group::offsets::CONSUMER_OFFSETS {
+        return Err(AlterError::Internal(name));
+    }
+    let parsed = TopicConfig::parse(&configs)?;
+    if shard.shared.cluster.is_some() {
+        return crate::cluster::topics::alter_configs(shard, name, parsed, validate_only).await;
+    }
+    let work = move |controller: Rc<Shard>| -> LocalFuture<Result<(), AlterError>> {
+        Box::pin(async move {
+            let _guard = controller.controller().await;
+            let mut registry = (*controller.shared.registry.snapshot()).clone();
+            let Some(current) = registry.get(&name) else {
+                return Err(AlterError::UnknownTopic(name));
+            };
+            if validate_only || current.configs == parsed {
+                return Ok(());
+            }
+            let topic = Arc::new(Topic {
+                configs: parsed,
+                ..(**current).clone()
+            });
+            registry.topics.insert(name, topic.clone());
+            controller
+                .shared
+                .registry
+                .store(registry)
+                .map_err(ControllerError::Registry)?;
+            reconfigure_on_owners(&controller, &topic).await;
+            Ok(())
+        })
+    };
+    shard
+        .on_shard(ShardId::CONTROLLER, work)
+        .await
+        .unwrap_or(Err(AlterError::Storage(ControllerError::ControllerStopped)))
+}
+
+/// Applies `topic`'s (new) configs to its open partitions on every shard that owns some.
+pub(crate) async fn reconfigure_on_owners(controller: &Rc<Shard>, topic: &Arc<Topic>) {
+    for owner in unique_owners(topic) {
+        let topic = topic.clone();
+        controller
+            .on_shard(owner, move |s: Rc<Shard>| -> LocalFuture<()> {
+                Box::pin(async move { s.reconfigure_partitions(&topic) })
+            })
+            .await;
+    }
+}

@@ -499,6 +499,33 @@ fn exchange(conn: &mut Connection, key: ApiKey, v: i16) -> Result<(), String> {
             DescribeClusterRequest::default().with_endpoint_type(1),
             DescribeClusterResponse
         ),
+        ApiKey::AlterConfigs => {
+            let config = alter_configs_request::AlterableConfig::default()
+                .with_name(s("retention.ms"))
+                .with_value(Some(s("1000")));
+            let resource = alter_configs_request::AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(s("walk-none"))
+                .with_configs(vec![config]);
+            via_codec!(
+                AlterConfigsRequest::default().with_resources(vec![resource]),
+                AlterConfigsResponse
+            )
+        }
+        ApiKey::IncrementalAlterConfigs => {
+            let config = incremental_alter_configs_request::AlterableConfig::default()
+                .with_name(s("retention.ms"))
+                .with_config_operation(1)
+                .with_value(None);
+            let resource = incremental_alter_configs_request::AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(s("walk-none"))
+                .with_configs(vec![config]);
+            via_codec!(
+                IncrementalAlterConfigsRequest::default().with_resources(vec![resource]),
+                IncrementalAlterConfigsResponse
+            )
+        }
         other => Err(format!(
             "the broker advertises {other:?}, which this walk has no request for: add one"
         )),

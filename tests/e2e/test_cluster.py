@@ -283,3 +283,35 @@ def test_producer_ids_are_unique_across_brokers_and_restarts(cluster):
     wait_for(cluster[2].bootstrap, lambda ids, c: ids == {1, 2, 3})
     again = ids_from(cluster[2])
     assert not set(again) & set(first), "a restarted broker never hands out an id again"
+
+
+def test_a_config_altered_through_one_broker_applies_on_every_broker(cluster):
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
+
+    wait_for(cluster[1].bootstrap, lambda ids, c: ids == {1, 2, 3} and c in ids)
+    admin = AdminClient({"bootstrap.servers": cluster[1].bootstrap})
+    admin.create_topics([NewTopic("tuned", 3, 1)])["tuned"].result(timeout=15)
+    other = AdminClient({"bootstrap.servers": cluster[2].bootstrap})
+    entry = ConfigEntry("segment.bytes", "4096", incremental_operation=AlterConfigOpType.SET)
+    resource = ConfigResource(ConfigResource.Type.TOPIC, "tuned", incremental_configs=[entry])
+    list(other.incremental_alter_configs([resource]).values())[0].result(15)
+    for b in cluster.values():
+        deadline = time.monotonic() + 10
+        while True:
+            client = AdminClient({"bootstrap.servers": b.bootstrap})  # kept: its futures need it
+            described = client.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, "tuned")])
+            if list(described.values())[0].result(10)["segment.bytes"].value == "4096":
+                break
+            assert time.monotonic() < deadline, f"broker {b.port} does not show the new config"
+            time.sleep(0.2)
+    # Every partition, wherever it lives, now rolls its segments at 4 KiB.
+    producer = Producer({"bootstrap.servers": cluster[3].bootstrap, "linger.ms": 0,
+                         "batch.num.messages": 1})
+    for i in range(300):
+        producer.produce("tuned", value=b"x" * 200, partition=i % 3)
+    assert producer.flush(30) == 0
+    for p in range(3):
+        dirs = [b.data_dir / f"tuned-{p}" for b in cluster.values() if (b.data_dir / f"tuned-{p}").is_dir()]
+        assert len(dirs) == 1, dirs
+        assert len(list(dirs[0].glob("*.log"))) >= 5, (p, sorted(dirs[0].iterdir()))

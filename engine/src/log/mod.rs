@@ -156,7 +156,8 @@ impl State {
 
 pub struct Partition {
     dir: PathBuf,
-    config: LogConfig,
+    /// Set at open; the topic-level settings may change later (`reconfigure`).
+    config: Cell<LogConfig>,
     /// Where the files are: the kernel's file system, or a simulated disk in tests.
     storage: Rc<dyn Storage>,
     state: RefCell<State>,
@@ -195,18 +196,36 @@ impl Partition {
         &self.dir
     }
 
-    pub fn config(&self) -> &LogConfig {
-        &self.config
+    /// The settings in force now.
+    pub fn config(&self) -> LogConfig {
+        self.config.get()
+    }
+
+    /// Applies a topic's changed settings while the log runs (Kafka's dynamic topic configs):
+    /// `segment.bytes`, `segment.ms`, `retention.ms`, `retention.bytes` and
+    /// `max.message.bytes` take effect on the next append, roll or retention check. The rest
+    /// of `new` (fsync policy, index interval, checkpoint interval, producer expiry) is the
+    /// broker's and stays as opened: the partition's tasks were started with it.
+    pub fn reconfigure(&self, new: &LogConfig) -> Result<(), crate::config::InvalidConfig> {
+        new.check()?;
+        let mut config = self.config.get();
+        config.segment_bytes = new.segment_bytes;
+        config.segment_ms = new.segment_ms;
+        config.retention_ms = new.retention_ms;
+        config.retention_bytes = new.retention_bytes;
+        config.max_message_bytes = new.max_message_bytes;
+        self.config.set(config);
+        Ok(())
     }
 
     /// Appends one producer batch (a slice of the request buffer). Validates it, assigns its
     /// offsets, stamps `baseOffset` and `partitionLeaderEpoch` in place and queues it for the
     /// writer; the bytes are not copied. `now_ms` is the broker's clock, for `segment.ms`.
     pub fn append(&self, mut batch: BytesMut, now_ms: i64) -> Result<AppendInfo, AppendError> {
-        if batch.len() > self.config.max_message_bytes {
+        if batch.len() > self.config.get().max_message_bytes {
             return Err(AppendError::TooLarge {
                 size: batch.len(),
-                max: self.config.max_message_bytes,
+                max: self.config.get().max_message_bytes,
             });
         }
         let mut header = batch::validate(&batch)?;
@@ -226,7 +245,7 @@ impl Partition {
         let base_offset = state.next_offset;
         batch::stamp(&mut batch, base_offset.get(), state.leader_epoch.0);
         header.base_offset = base_offset.get();
-        let interval = self.config.index_interval_bytes;
+        let interval = self.config.get().index_interval_bytes;
         let active = state.active_mut();
         let position = active.size;
         active.record(&header, position, interval, now_ms);
@@ -286,10 +305,10 @@ impl Partition {
         if active.is_empty() {
             return Ok(());
         }
-        let too_big = active.size.get() + incoming > self.config.segment_bytes;
+        let too_big = active.size.get() + incoming > self.config.get().segment_bytes;
         let too_old = active
             .rolling_base_ms
-            .is_some_and(|base| now_ms - base >= self.config.segment_ms);
+            .is_some_and(|base| now_ms - base >= self.config.get().segment_ms);
         if !(too_big || too_old) {
             return Ok(());
         }
@@ -436,7 +455,7 @@ impl Partition {
         last_offset: Offset,
         acks_all: bool,
     ) -> Result<(), StorageError> {
-        if self.config.fsync.ack_waits_for_sync(acks_all) {
+        if self.config.get().fsync.ack_waits_for_sync(acks_all) {
             self.wait_durable(last_offset).await
         } else {
             self.wait_written(last_offset).await
@@ -449,13 +468,13 @@ impl Partition {
     /// the fetch drops them.
     pub fn enforce_retention(&self, now_ms: i64) -> Result<usize, StorageError> {
         let mut total: u64 = self.size_bytes();
+        let config = self.config.get();
         self.delete_oldest_segments_while(|oldest| {
             let oldest_size = oldest.size.get();
-            let expired = self.config.retention_ms.is_some_and(|limit| {
+            let expired = config.retention_ms.is_some_and(|limit| {
                 oldest.max_timestamp >= 0 && now_ms - oldest.max_timestamp > limit
             });
-            let oversized = self
-                .config
+            let oversized = config
                 .retention_bytes
                 .is_some_and(|limit| total - oldest_size >= limit);
             if expired || oversized {
@@ -550,10 +569,10 @@ impl Partition {
     pub async fn reopen(&self) -> Result<Rc<Partition>, crate::OpenError> {
         let Some(poison) = self.poisoned() else {
             self.close().await?;
-            return open::open(self.storage.clone(), &self.dir, self.config.clone()).await;
+            return open::open(self.storage.clone(), &self.dir, self.config.get()).await;
         };
         self.stop_tasks().await;
-        let partition = open::open(self.storage.clone(), &self.dir, self.config.clone()).await?;
+        let partition = open::open(self.storage.clone(), &self.dir, self.config.get()).await?;
         tracing::warn!(
             partition = %self.dir.display(),
             log_end = %partition.log_end_offset(),

@@ -33,14 +33,11 @@ pub(super) async fn open(
     dir: &Path,
     config: LogConfig,
 ) -> Result<Rc<Partition>, OpenError> {
-    if config.segment_bytes > i32::MAX as u64 || config.segment_bytes < 1024 {
+    if let Err(invalid) = config.check() {
         return Err(OpenError::io(
-            "check segment.bytes",
+            "check the log config",
             dir,
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "segment.bytes must be between 1 KiB and 2 GiB",
-            ),
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, invalid.to_string()),
         ));
     }
     storage
@@ -136,7 +133,7 @@ pub(super) async fn open(
     };
     let partition = Rc::new(Partition {
         dir: dir.to_path_buf(),
-        config,
+        config: Cell::new(config),
         storage: storage.clone(),
         state: RefCell::new(state),
         checkpoint: RefCell::new(Some(checkpoint)),

@@ -28,7 +28,7 @@ impl Partition {
         let mut tasks = self.tasks.borrow_mut();
         tasks.push(spawn(run_writer(self.clone())));
         tasks.push(spawn(run_syncer(self.clone())));
-        if let FsyncPolicy::Interval(every) = self.config.fsync {
+        if let FsyncPolicy::Interval(every) = self.config.get().fsync {
             tasks.push(spawn(run_ticker(self.clone(), every)));
         }
     }
@@ -85,7 +85,7 @@ impl Partition {
                 .map_or(0, |d| d.as_millis() as i64);
             state
                 .producers
-                .expire(now, self.config.producer_id_expiration_ms);
+                .expire(now, self.config.get().producer_id_expiration_ms);
             let offset = state.next_offset;
             (
                 crate::producer::snapshot::encode(&state.producers, offset),
@@ -226,7 +226,7 @@ async fn run_writer(partition: Rc<Partition>) {
 }
 
 async fn run_syncer(partition: Rc<Partition>) {
-    let always = partition.config.fsync == FsyncPolicy::Always;
+    let always = partition.config.get().fsync == FsyncPolicy::Always;
     loop {
         let notified = partition.sync_work.notified();
         let target = {
@@ -282,7 +282,7 @@ async fn run_syncer(partition: Rc<Partition>) {
                 state.durable_end = (file_base, position);
             }
             state.check();
-            let interval = Duration::from_millis(partition.config.checkpoint_interval_ms);
+            let interval = Duration::from_millis(partition.config.get().checkpoint_interval_ms);
             if partition.last_checkpoint.get().elapsed() >= interval {
                 state.checkpoint_due = true;
             }

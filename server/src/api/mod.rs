@@ -4,6 +4,7 @@
 //! work (on other shards where partitions live there) and returns the framed response. Internal
 //! errors are mapped to Kafka error codes in `errors`.
 
+pub mod alter_configs;
 pub mod api_versions;
 pub mod configs;
 pub mod create_topics;

@@ -82,6 +82,13 @@ handler!(describe_groups_, |s, h, b, _c| describe_groups::handle(
 .await);
 handler!(delete_groups_, |s, h, b, _c| delete_groups::handle(s, h, b)
     .await);
+handler!(alter_configs_, |s, h, b, _c| alter_configs::handle_alter(
+    s, h, b
+)
+.await);
+handler!(incremental_alter_configs_, |s, h, b, _c| {
+    alter_configs::handle_incremental(s, h, b).await
+});
 
 pub const TABLE: &[Api] = &[
     Api {
@@ -183,6 +190,16 @@ pub const TABLE: &[Api] = &[
         key: key::DELETE_GROUPS,
         decode: |_, b| delete_groups::decode(b).map(drop),
         handle: Some(delete_groups_),
+    },
+    Api {
+        key: key::ALTER_CONFIGS,
+        decode: |_, b| alter_configs::decode_alter(b).map(drop),
+        handle: Some(alter_configs_),
+    },
+    Api {
+        key: key::INCREMENTAL_ALTER_CONFIGS,
+        decode: |_, b| alter_configs::decode_incremental(b).map(drop),
+        handle: Some(incremental_alter_configs_),
     },
 ];
 

@@ -57,6 +57,12 @@ pub enum MetadataRecord {
         key: String,
         value: Option<String>,
     },
+    /// Replaces every per-topic config override at once (AlterConfigs and
+    /// IncrementalAlterConfigs; the proposer validated them).
+    ReplaceTopicConfigs {
+        id: TopicId,
+        configs: BTreeMap<String, String>,
+    },
     /// A change of one partition's leadership or replica set (KRaft's PartitionChangeRecord).
     /// Fields left `None` keep their value. A new leader (or leaving it leaderless) bumps the
     /// leader epoch; every change bumps the partition epoch, which the leader checks when it
@@ -397,6 +403,11 @@ impl MetadataImage {
                     Some(value) => topic.configs.insert(key.clone(), value.clone()),
                     None => topic.configs.remove(key),
                 };
+                Ok(())
+            }
+            R::ReplaceTopicConfigs { id, configs } => {
+                let topic = self.topics.get_mut(id).ok_or(Ignored::UnknownTopic)?;
+                topic.configs = configs.clone();
                 Ok(())
             }
             R::PartitionChange {

@@ -22,7 +22,8 @@ use tracing::{error, warn};
 use super::metadata::{assign_replicas, MetadataImage, MetadataRecord, PartitionRecord};
 use super::quorum::ProposeError;
 use crate::controller::{
-    drop_everywhere, forget_everywhere, open_on_owners, ControllerError, CreateError, NewTopic,
+    drop_everywhere, forget_everywhere, open_on_owners, reconfigure_on_owners, AlterError,
+    ControllerError, CreateError, NewTopic,
 };
 use crate::shard::{Shard, ShardId};
 use crate::topics::{new_topic_id, validate_name, Registry, Role, Topic, TopicConfig};
@@ -80,6 +81,7 @@ async fn sync(controller: &Rc<Shard>, image: &MetadataImage) {
     }
     let mut next = Registry::default();
     let mut to_open = Vec::new();
+    let mut to_reconfigure = Vec::new();
     // Kept topics first, so that new ones balance over the shards around them.
     let (kept, new): (Vec<_>, Vec<_>) = image
         .topics
@@ -89,22 +91,28 @@ async fn sync(controller: &Rc<Shard>, image: &MetadataImage) {
         let roles = roles_of(image_topic, me);
         let topic = match current.get(&image_topic.name) {
             Some(existing) if existing.id == image_topic.id => {
-                if existing.roles.as_deref() == Some(&*roles) {
+                let configs = parse_configs(image_topic);
+                let same_roles = existing.roles.as_deref() == Some(&*roles);
+                if same_roles && existing.configs == configs {
                     existing.clone()
                 } else {
+                    let reconfigured = existing.configs != configs;
                     let topic = Arc::new(Topic {
                         roles: Some(roles),
+                        configs,
                         ..(**existing).clone()
                     });
-                    to_open.push(topic.clone()); // a partition may have become local
+                    if !same_roles {
+                        to_open.push(topic.clone()); // a partition may have become local
+                    }
+                    if reconfigured {
+                        to_reconfigure.push(topic.clone());
+                    }
                     topic
                 }
             }
             _ => {
-                let configs = TopicConfig::parse(&image_topic.configs).unwrap_or_else(|e| {
-                    warn!(topic = %image_topic.name, "topic configs not applied: {e}");
-                    TopicConfig::default()
-                });
+                let configs = parse_configs(image_topic);
                 let shards = next.assign(
                     image_topic.partitions.len(),
                     controller.shared.config.shards,
@@ -127,7 +135,17 @@ async fn sync(controller: &Rc<Shard>, image: &MetadataImage) {
             error!(topic = %topic.name, "cannot open this broker's partitions: {e}");
         }
     }
+    for topic in to_reconfigure {
+        reconfigure_on_owners(controller, &topic).await;
+    }
     controller.shared.registry.publish(next);
+}
+
+fn parse_configs(image_topic: &super::metadata::TopicImage) -> TopicConfig {
+    TopicConfig::parse(&image_topic.configs).unwrap_or_else(|e| {
+        warn!(topic = %image_topic.name, "topic configs not applied: {e}");
+        TopicConfig::default()
+    })
 }
 
 fn quorum_error(e: ProposeError) -> Arc<ControllerError> {
@@ -237,6 +255,46 @@ pub async fn delete(shard: &Rc<Shard>, name: String) -> Result<bool, ControllerE
         ));
     }
     Ok(true)
+}
+
+/// AlterConfigs in a cluster: one record replacing the topic's overrides; answered once this
+/// broker has applied it (and so its partitions here run with the new settings).
+pub async fn alter_configs(
+    shard: &Rc<Shard>,
+    name: String,
+    configs: TopicConfig,
+    validate_only: bool,
+) -> Result<(), AlterError> {
+    let cluster = shard.shared.cluster.as_ref().expect("cluster mode");
+    let Some(topic) = cluster.image().topic(&name).cloned() else {
+        return Err(AlterError::UnknownTopic(name));
+    };
+    let wanted = configs.to_map();
+    if validate_only || topic.configs == wanted {
+        return Ok(());
+    }
+    let id = topic.id;
+    match cluster
+        .propose(MetadataRecord::ReplaceTopicConfigs {
+            id,
+            configs: wanted,
+        })
+        .await
+    {
+        Ok(()) => {}
+        Err(ProposeError::Ignored(_)) => return Err(AlterError::UnknownTopic(name)), // deleted meanwhile
+        Err(e) => return Err(ControllerError::Quorum(e.to_string()).into()),
+    }
+    let done = |r: &Registry| {
+        r.get(&name)
+            .is_some_and(|t| t.id == id && t.configs == configs)
+    };
+    if !applied(shard, done).await {
+        return Err(
+            ControllerError::Quorum("committed, but not applied here in time".into()).into(),
+        );
+    }
+    Ok(())
 }
 
 /// The broker coordinating `group` in a cluster: the group's offsets partition (Kafka's hash)

@@ -198,3 +198,19 @@ mod tests {
         assert_eq!(codes(&heartbeat), vec![27]);
     }
 }
+
+impl ErrorCodes for AlterConfigsResponse {
+    fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+        for resource in &self.responses {
+            each(resource.error_code);
+        }
+    }
+}
+
+impl ErrorCodes for IncrementalAlterConfigsResponse {
+    fn error_codes(&self, each: &mut dyn FnMut(i16)) {
+        for resource in &self.responses {
+            each(resource.error_code);
+        }
+    }
+}

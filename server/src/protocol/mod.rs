@@ -39,6 +39,8 @@ pub mod key {
     pub const DESCRIBE_GROUPS: i16 = 15;
     pub const LIST_GROUPS: i16 = 16;
     pub const DELETE_GROUPS: i16 = 42;
+    pub const ALTER_CONFIGS: i16 = 33;
+    pub const INCREMENTAL_ALTER_CONFIGS: i16 = 44;
 }
 
 /// One implemented API: the versions served, and the first flexible (compact, tagged) one.
@@ -171,6 +173,18 @@ pub const APIS: &[ApiSpec] = &[
         min: 0,
         max: 2,
         flexible_from: 0,
+    },
+    ApiSpec {
+        key: key::ALTER_CONFIGS,
+        min: 0,
+        max: 2,
+        flexible_from: 2,
+    },
+    ApiSpec {
+        key: key::INCREMENTAL_ALTER_CONFIGS,
+        min: 0,
+        max: 1,
+        flexible_from: 1,
     },
 ];
 

@@ -334,6 +334,20 @@ impl Shard {
         topic.configs.apply(&self.shared.config.topics.log)
     }
 
+    /// Applies `topic`'s configs to the partitions of it this shard holds (after AlterConfigs):
+    /// retention, segment and batch-size settings change while the logs run.
+    pub fn reconfigure_partitions(&self, topic: &Topic) {
+        let config = self.log_config(topic);
+        for index in 0..topic.shards.len() as i32 {
+            if let Some(partition) = self.partition(&topic.name, index) {
+                if let Err(e) = partition.reconfigure(&config) {
+                    // Validated before it was stored (TopicConfig::parse); kept as opened.
+                    tracing::error!(topic = %topic.name, partition = index, "config not applied: {e}");
+                }
+            }
+        }
+    }
+
     pub fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
         self.shared
             .config
