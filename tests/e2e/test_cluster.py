@@ -315,3 +315,53 @@ def test_a_config_altered_through_one_broker_applies_on_every_broker(cluster):
         dirs = [b.data_dir / f"tuned-{p}" for b in cluster.values() if (b.data_dir / f"tuned-{p}").is_dir()]
         assert len(dirs) == 1, dirs
         assert len(list(dirs[0].glob("*.log"))) >= 5, (p, sorted(dirs[0].iterdir()))
+
+
+def test_ringtail_admin_sees_the_whole_cluster(cluster):
+    from confluent_kafka import Consumer, Producer
+
+    from conftest import BINARY
+
+    def admin(b, *args):
+        r = subprocess.run([str(BINARY), "admin", "--bootstrap-server", b.bootstrap, *args, "--json"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, (args, r.stdout, r.stderr)
+        return json.loads(r.stdout)
+
+    wait_for(cluster[1].bootstrap, lambda ids, c: ids == {1, 2, 3} and c in ids)
+    admin(cluster[1], "topic", "create", "cli-spread", "--partitions", "6")
+    status = admin(cluster[3], "cluster", "status")
+    assert [b["id"] for b in status["brokers"]] == [1, 2, 3]
+    assert sum(b["controller"] for b in status["brokers"]) == 1
+    assert status["controller"] in (1, 2, 3)
+    assert sum(b["leader_partitions"] for b in status["brokers"]) == status["partitions"]
+    topic = admin(cluster[2], "topic", "describe", "cli-spread")["topics"][0]
+    leaders = [p["leader"] for p in topic["partitions"]]
+    assert sorted(set(leaders)) == [1, 2, 3], leaders
+    # Offsets come from each partition's own leader.
+    producer = Producer({"bootstrap.servers": cluster[1].bootstrap})
+    for i in range(60):
+        producer.produce("cli-spread", value=b"v", partition=i % 6)
+    assert producer.flush(30) == 0
+    topic = admin(cluster[3], "topic", "describe", "cli-spread")["topics"][0]
+    assert [p["log_end_offset"] for p in topic["partitions"]] == [10] * 6
+    # A group, wherever its coordinator is, is listed and its lag read through any broker.
+    consumer = Consumer({"bootstrap.servers": cluster[2].bootstrap, "group.id": "cli-cluster",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe(["cli-spread"])
+    got = 0
+    deadline = time.monotonic() + 30
+    while got < 60 and time.monotonic() < deadline:
+        m = consumer.poll(0.5)
+        if m is not None and not m.error():
+            got += 1
+    assert got == 60
+    consumer.commit(asynchronous=False)
+    groups = {g["group"]: g for g in admin(cluster[1], "group", "list")["groups"]}
+    assert groups["cli-cluster"]["coordinator"] in (1, 2, 3)
+    lag = admin(cluster[3], "group", "lag", "cli-cluster")
+    assert len(lag["partitions"]) == 6 and lag["total_lag"] == 0
+    described = admin(cluster[1], "group", "describe", "cli-cluster")
+    assert described["coordinator"] == groups["cli-cluster"]["coordinator"]
+    assert len(described["members"][0]["partitions"]) == 6
+    consumer.close()

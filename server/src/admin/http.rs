@@ -1,48 +1,20 @@
-//! `ringtail admin`: the operator's commands that speak the broker's admin HTTP API (the
-//! metrics listener): `shards` (per-core load and partitions) and `partition move`. Runs in
-//! its own process; a tiny HTTP/1.1 client over std's TcpStream.
+//! The `ringtail admin` commands that speak the broker's admin HTTP API (the metrics
+//! listener): `shards` (per-core load and partitions) and `partition move`. A tiny HTTP/1.1
+//! client over std's TcpStream.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use clap::{Args, Subcommand};
-
-#[derive(Args, Debug, Clone)]
-pub struct AdminArgs {
-    /// The broker's admin API (its --metrics-listen)
-    #[arg(long, default_value = "http://127.0.0.1:9644", global = true)]
-    pub admin_url: String,
-    /// Print JSON instead of a table
-    #[arg(long, global = true)]
-    pub json: bool,
-    #[command(subcommand)]
-    pub command: AdminCommand,
-}
-
-#[derive(Subcommand, Debug, Clone)]
-pub enum AdminCommand {
-    /// Per-shard load: busy seconds, connections, partitions, and each partition's traffic
-    Shards,
-    /// Partition commands
-    #[command(subcommand)]
-    Partition(PartitionCommand),
-}
-
-#[derive(Subcommand, Debug, Clone)]
-pub enum PartitionCommand {
-    /// Move TOPIC/PARTITION to another shard (core) while it keeps serving
-    Move {
-        /// TOPIC/PARTITION, e.g. orders/3
-        target: String,
-        #[arg(long)]
-        to_shard: usize,
-    },
-}
+use super::{AdminArgs, AdminError};
 
 /// (status, body) of one request to the admin API.
-fn http(base: &str, method: &str, path: &str) -> Result<(u16, String), String> {
+fn http(base: &str, method: &str, path: &str) -> Result<(u16, String), AdminError> {
+    http_text(base, method, path).map_err(AdminError::AdminApi)
+}
+
+fn http_text(base: &str, method: &str, path: &str) -> Result<(u16, String), String> {
     let rest = base
         .strip_prefix("http://")
         .ok_or_else(|| format!("--admin-url {base:?}: expected http://HOST:PORT"))?;
@@ -94,10 +66,12 @@ fn samples(text: &str) -> Vec<(String, BTreeMap<String, String>, f64)> {
         .collect()
 }
 
-fn shards(args: &AdminArgs) -> Result<(), String> {
+pub fn shards(args: &AdminArgs) -> Result<(), AdminError> {
     let (status, text) = http(&args.admin_url, "GET", "/metrics")?;
     if status != 200 {
-        return Err(format!("GET /metrics answered {status}"));
+        return Err(AdminError::AdminApi(format!(
+            "GET /metrics answered {status}"
+        )));
     }
     let all = samples(&text);
     let per_shard = |name: &str| -> BTreeMap<usize, f64> {
@@ -154,19 +128,22 @@ fn shards(args: &AdminArgs) -> Result<(), String> {
                 )
             })
             .collect();
-        println!(
+        say!(
             "{{\"shards\": [{}], \"partitions\": [{}]}}",
             shard_items.join(", "),
             log_items.join(", ")
         );
         return Ok(());
     }
-    println!(
+    say!(
         "{:<6} {:>13} {:>12} {:>11}",
-        "shard", "busy seconds", "connections", "partitions"
+        "shard",
+        "busy seconds",
+        "connections",
+        "partitions"
     );
     for (s, b) in &busy {
-        println!(
+        say!(
             "{:<6} {:>13.3} {:>12} {:>11}",
             s,
             b,
@@ -174,38 +151,49 @@ fn shards(args: &AdminArgs) -> Result<(), String> {
             partitions.get(s).copied().unwrap_or(0.0)
         );
     }
-    println!(
+    say!(
         "\n{:<6} {:<30} {:>9} {:>14} {:>14}",
-        "shard", "topic", "partition", "messages in", "size bytes"
+        "shard",
+        "topic",
+        "partition",
+        "messages in",
+        "size bytes"
     );
     for ((s, t, p), (m, b)) in &logs {
-        println!("{s:<6} {t:<30} {p:>9} {m:>14} {b:>14}");
+        say!("{s:<6} {t:<30} {p:>9} {m:>14} {b:>14}");
     }
-    println!("\n(busy seconds are counters: two calls a minute apart give each core's busy fraction; Prometheus: rate(ringtail_shard_busy_seconds_total[1m]))");
+    say!("\n(busy seconds are counters: two calls a minute apart give each core's busy fraction; Prometheus: rate(ringtail_shard_busy_seconds_total[1m]))");
     Ok(())
 }
 
-fn partition_move(args: &AdminArgs, target: &str, to: usize) -> Result<(), String> {
+pub fn partition_move(args: &AdminArgs, target: &str, to: usize) -> Result<(), AdminError> {
     let (topic, partition) = target
         .rsplit_once('/')
         .and_then(|(t, p)| Some((t, p.parse::<i32>().ok()?)))
-        .ok_or_else(|| format!("{target:?}: expected TOPIC/PARTITION, e.g. orders/3"))?;
+        .ok_or_else(|| {
+            AdminError::Usage(format!(
+                "{target:?}: expected TOPIC/PARTITION, e.g. orders/3"
+            ))
+        })?;
     let path = format!(
         "/v1/partitions/move?topic={}&partition={partition}&to_shard={to}",
         encode(topic)
     );
     let (status, body) = http(&args.admin_url, "POST", &path)?;
-    let answer: serde_json::Value =
-        serde_json::from_str(&body).map_err(|_| format!("the broker answered {status}: {body}"))?;
+    let answer: serde_json::Value = serde_json::from_str(&body)
+        .map_err(|_| AdminError::AdminApi(format!("the broker answered {status}: {body}")))?;
     if status != 200 {
-        return Err(answer["error"].as_str().unwrap_or(&body).to_string());
+        return Err(AdminError::AdminApi(
+            answer["error"].as_str().unwrap_or(&body).to_string(),
+        ));
     }
     if args.json {
-        println!("{}", answer);
+        say!("{}", answer);
     } else {
-        println!(
+        say!(
             "moved {topic}/{partition} from shard {} to shard {}",
-            answer["from_shard"], answer["to_shard"]
+            answer["from_shard"],
+            answer["to_shard"]
         );
     }
     Ok(())
@@ -218,23 +206,6 @@ fn encode(text: &str) -> String {
             b => format!("%{b:02X}"),
         })
         .collect()
-}
-
-/// `ringtail admin ...`: the exit status.
-pub fn run(args: &AdminArgs) -> i32 {
-    let result = match &args.command {
-        AdminCommand::Shards => shards(args),
-        AdminCommand::Partition(PartitionCommand::Move { target, to_shard }) => {
-            partition_move(args, target, *to_shard)
-        }
-    };
-    match result {
-        Ok(()) => 0,
-        Err(message) => {
-            eprintln!("ringtail admin: {message}");
-            1
-        }
-    }
 }
 
 #[cfg(test)]
