@@ -1,5 +1,5 @@
-//! `ringtail-bench sweep`: runs a broker in each layout of a matrix (shards, pinning, partitions
-//! per shard, fsync policy) against the same load, several runs each, interleaved; prints a
+//! `ringtail-bench sweep`: runs a broker in each layout of a matrix (shards, pinning and which
+//! cores, io-wq pinning, partitions per shard, fsync policy) against the same load, several runs each, interleaved; prints a
 //! table of throughput and p99 with their spread, writes JSON and an SVG plot, and recommends
 //! the layout that beat the default (the broker without flags) by the most in the same run.
 //!
@@ -25,9 +25,18 @@ pub struct SweepArgs {
     /// Shard counts to try [default: 1 up to the online cores]
     #[arg(long, value_delimiter = ',')]
     pub shards: Vec<usize>,
-    /// Pinning to try: `no`, `yes` (shard i on core i, its io-wq workers with it), or both
+    /// Pinning to try: `no`, `yes` (each shard on a core of its own), or both
     #[arg(long, value_delimiter = ',', default_value = "no,yes")]
     pub pinned: Vec<String>,
+    /// Which cores a pinned layout uses, e.g. `--core-set 1 --core-set 0,1 --core-set 1,0`
+    /// (repeatable; shard i on the i-th core listed). A pinned layout of N shards tries every
+    /// set of N cores given [default: cores 0 to N-1]
+    #[arg(long = "core-set", value_name = "CORES")]
+    pub core_sets: Vec<String>,
+    /// io-wq worker placement to try for pinned layouts: `pinned` (on the shard's core) or
+    /// `unpinned` (the kernel's default, --pin-io-workers false), or both
+    #[arg(long, value_delimiter = ',', default_value = "pinned")]
+    pub io_workers: Vec<String>,
     /// Partitions per shard to try
     #[arg(long, value_delimiter = ',', default_value = "2")]
     pub partitions_per_shard: Vec<usize>,
@@ -63,7 +72,10 @@ pub struct SweepArgs {
 #[derive(Clone, Debug, PartialEq)]
 struct Layout {
     shards: usize,
-    pinned: bool,
+    /// Shard i on `cores[i]`; None: unpinned.
+    cores: Option<Vec<usize>>,
+    /// With `cores`: io-wq workers restricted to the shard's core (--pin-io-workers).
+    pin_io_workers: bool,
     partitions_per_shard: usize,
     fsync: String,
     /// The broker as started without layout flags (one shard per core, unpinned).
@@ -75,9 +87,11 @@ impl Layout {
         let mut flags = Vec::new();
         if !self.default {
             flags.push(format!("--shards {}", self.shards));
-            if self.pinned {
-                let cores: Vec<String> = (0..self.shards).map(|c| c.to_string()).collect();
-                flags.push(format!("--cores {}", cores.join(",")));
+            if let Some(cores) = &self.cores {
+                flags.push(format!("--cores {}", core_list(cores)));
+                if !self.pin_io_workers {
+                    flags.push("--pin-io-workers false".into());
+                }
             }
         }
         flags.push(format!("--fsync {}", self.fsync));
@@ -85,11 +99,22 @@ impl Layout {
     }
 
     fn name(&self) -> String {
+        let pinning = match &self.cores {
+            None => String::new(),
+            Some(cores) => format!(
+                " on cores {}{}",
+                core_list(cores),
+                if self.pin_io_workers {
+                    ""
+                } else {
+                    ", io-wq unpinned"
+                }
+            ),
+        };
         format!(
-            "{} shard{}{}, {} part/shard, fsync {}{}",
+            "{} shard{}{pinning}, {} part/shard, fsync {}{}",
             self.shards,
             if self.shards == 1 { "" } else { "s" },
-            if self.pinned { " pinned" } else { "" },
             self.partitions_per_shard,
             self.fsync,
             if self.default { " (default)" } else { "" }
@@ -97,9 +122,17 @@ impl Layout {
     }
 }
 
+fn core_list(cores: &[usize]) -> String {
+    let cores: Vec<String> = cores.iter().map(|c| c.to_string()).collect();
+    cores.join(",")
+}
+
 struct Run {
     msgs_per_sec: f64,
     p99_us: u64,
+    /// The CPUs the broker's io-wq workers were allowed (Cpus_allowed_list), as seen at the
+    /// end of the run: what the layout's io-wq setting gave on this kernel.
+    io_worker_cpus: Vec<String>,
 }
 
 struct Outcome {
@@ -150,6 +183,39 @@ fn matrix(args: &SweepArgs, online: usize) -> Result<Vec<Layout>, client::Client
             other => return usage(format!("--pinned {other:?}: expected no, yes or no,yes")),
         }
     }
+    let mut io_workers = Vec::new();
+    for w in &args.io_workers {
+        match w.as_str() {
+            "pinned" => io_workers.push(true),
+            "unpinned" => io_workers.push(false),
+            other => {
+                return usage(format!(
+                    "--io-workers {other:?}: expected pinned, unpinned or pinned,unpinned"
+                ))
+            }
+        }
+    }
+    let mut core_sets: Vec<Vec<usize>> = Vec::new();
+    for text in &args.core_sets {
+        let set: Option<Vec<usize>> = text.split(',').map(|c| c.trim().parse().ok()).collect();
+        match set {
+            Some(set) if !set.is_empty() && set.iter().all(|&c| c < online) => {
+                let mut unique = set.clone();
+                unique.sort_unstable();
+                unique.dedup();
+                if unique.len() != set.len() {
+                    return usage(format!("--core-set {text}: a core listed twice"));
+                }
+                core_sets.push(set);
+            }
+            _ => {
+                return usage(format!(
+                    "--core-set {text:?}: expected cores 0-{} separated by commas",
+                    online - 1
+                ))
+            }
+        }
+    }
     if args.partitions_per_shard.contains(&0) {
         return usage("--partitions-per-shard must be at least 1".into());
     }
@@ -164,32 +230,81 @@ fn matrix(args: &SweepArgs, online: usize) -> Result<Vec<Layout>, client::Client
     let per_shard = args.partitions_per_shard.first().copied().unwrap_or(2);
     let mut layouts = vec![Layout {
         shards: online,
-        pinned: false,
+        cores: None,
+        pin_io_workers: true,
         partitions_per_shard: per_shard,
         fsync: fsync.clone(),
         default: true,
     }];
+    // Each pinned shard count's core sets: the ones given for it, else 0..n.
+    let sets_for = |n: usize| -> Vec<Vec<usize>> {
+        let given: Vec<Vec<usize>> = core_sets.iter().filter(|s| s.len() == n).cloned().collect();
+        if given.is_empty() {
+            vec![(0..n).collect()]
+        } else {
+            given
+        }
+    };
     for policy in &args.fsync {
         for &per in &args.partitions_per_shard {
             for &n in &shards {
                 for &pin in &pinned {
-                    let layout = Layout {
-                        shards: n,
-                        pinned: pin,
-                        partitions_per_shard: per,
-                        fsync: policy.clone(),
-                        default: false,
+                    let placements: Vec<(Option<Vec<usize>>, bool)> = if pin {
+                        sets_for(n)
+                            .into_iter()
+                            .flat_map(|set| io_workers.iter().map(move |&w| (Some(set.clone()), w)))
+                            .collect()
+                    } else {
+                        vec![(None, true)]
                     };
-                    let same_as_default =
-                        n == online && !pin && per == per_shard && *policy == fsync;
-                    if !same_as_default {
-                        layouts.push(layout);
+                    for (cores, pin_io_workers) in placements {
+                        let same_as_default =
+                            n == online && cores.is_none() && per == per_shard && *policy == fsync;
+                        if !same_as_default {
+                            layouts.push(Layout {
+                                shards: n,
+                                cores,
+                                pin_io_workers,
+                                partitions_per_shard: per,
+                                fsync: policy.clone(),
+                                default: false,
+                            });
+                        }
                     }
                 }
             }
         }
     }
     Ok(layouts)
+}
+
+/// The Cpus_allowed_list of each io-wq worker thread of `pid` (threads named iou-wrk-*).
+fn io_worker_cpus(pid: u32) -> Vec<String> {
+    let mut found = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return found;
+    };
+    for task in tasks.flatten() {
+        let path = task.path();
+        let is_worker = std::fs::read_to_string(path.join("comm"))
+            .is_ok_and(|comm| comm.starts_with("iou-wrk-"));
+        if !is_worker {
+            continue;
+        }
+        if let Ok(status) = std::fs::read_to_string(path.join("status")) {
+            if let Some(line) = status.lines().find(|l| l.starts_with("Cpus_allowed_list:")) {
+                let cpus = line
+                    .trim_start_matches("Cpus_allowed_list:")
+                    .trim()
+                    .to_string();
+                if !found.contains(&cpus) {
+                    found.push(cpus);
+                }
+            }
+        }
+    }
+    found.sort();
+    found
 }
 
 fn file_error(path: &std::path::Path, e: std::io::Error) -> client::ClientError {
@@ -299,6 +414,7 @@ fn one_run(
         inflight: None,
     };
     let result = crate::produce(&produce);
+    let io_worker_cpus = io_worker_cpus(broker.child.id()); // idle workers linger for seconds
     broker.stop();
     let (totals, _) = result?;
     if totals.errors > 0 {
@@ -311,6 +427,7 @@ fn one_run(
     Ok(Run {
         msgs_per_sec: totals.msgs_per_sec(),
         p99_us: totals.percentile_us(0.99),
+        io_worker_cpus,
     })
 }
 
@@ -420,17 +537,30 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "{:<48} {:>22} {:>26}  flags",
-            "layout", "msgs/s median (range)", "p99 us median (range)"
+            "{:<62} {:>22} {:>26} {:>8}  flags",
+            "layout", "msgs/s median (range)", "p99 us median (range)", "io-wq on"
         );
         for o in &self.outcomes {
             let rates = o.rates();
             let (lo, hi) = Outcome::range(&rates);
             let p99s = o.p99s();
             let (plo, phi) = Outcome::range(&p99s);
+            // The io-wq workers' CPUs as the kernel set them, over every run of the layout.
+            let mut cpus: Vec<&str> = o
+                .runs
+                .iter()
+                .flat_map(|r| r.io_worker_cpus.iter().map(String::as_str))
+                .collect();
+            cpus.sort_unstable();
+            cpus.dedup();
+            let cpus = if cpus.is_empty() {
+                "-".to_string()
+            } else {
+                cpus.join(" ")
+            };
             let _ = writeln!(
                 out,
-                "{:<48} {:>10.0} ({:.2}-{:.2}M) {:>10.0} ({:.0}-{:.0})  {}",
+                "{:<62} {:>10.0} ({:.2}-{:.2}M) {:>10.0} ({:.0}-{:.0}) {:>8}  {}",
                 o.layout.name(),
                 median(rates),
                 lo / 1e6,
@@ -438,6 +568,7 @@ impl Report {
                 median(p99s),
                 plo,
                 phi,
+                cpus,
                 o.layout.flags().join(" ")
             );
         }
@@ -479,14 +610,26 @@ impl Report {
                 let runs: Vec<String> = o
                     .runs
                     .iter()
-                    .map(|r| format!("{{\"msgs_per_sec\": {:.0}, \"p99_us\": {}}}", r.msgs_per_sec, r.p99_us))
+                    .map(|r| {
+                        let cpus: Vec<String> = r.io_worker_cpus.iter().map(|c| quote(c)).collect();
+                        format!(
+                            "{{\"msgs_per_sec\": {:.0}, \"p99_us\": {}, \"io_worker_cpus\": [{}]}}",
+                            r.msgs_per_sec,
+                            r.p99_us,
+                            cpus.join(", ")
+                        )
+                    })
                     .collect();
                 format!(
-                    "{{\"layout\": {}, \"flags\": {}, \"shards\": {}, \"pinned\": {}, \"partitions_per_shard\": {}, \"fsync\": {}, \"default\": {}, \"median_msgs_per_sec\": {:.0}, \"median_p99_us\": {:.0}, \"runs\": [{}]}}",
+                    "{{\"layout\": {}, \"flags\": {}, \"shards\": {}, \"cores\": {}, \"pin_io_workers\": {}, \"partitions_per_shard\": {}, \"fsync\": {}, \"default\": {}, \"median_msgs_per_sec\": {:.0}, \"median_p99_us\": {:.0}, \"runs\": [{}]}}",
                     quote(&o.layout.name()),
                     quote(&o.layout.flags().join(" ")),
                     o.layout.shards,
-                    o.layout.pinned,
+                    o.layout
+                        .cores
+                        .as_ref()
+                        .map_or("null".to_string(), |c| format!("[{}]", core_list(c))),
+                    o.layout.pin_io_workers,
                     o.layout.partitions_per_shard,
                     quote(&o.layout.fsync),
                     o.layout.default,
@@ -600,6 +743,8 @@ mod tests {
             broker_bin: None,
             shards: vec![],
             pinned: vec!["no".into(), "yes".into()],
+            core_sets: vec![],
+            io_workers: vec!["pinned".into()],
             partitions_per_shard: vec![2],
             fsync: vec!["never".into()],
             runs: 3,
@@ -622,8 +767,8 @@ mod tests {
             [
                 "2 shards, 2 part/shard, fsync never (default)",
                 "1 shard, 2 part/shard, fsync never",
-                "1 shard pinned, 2 part/shard, fsync never",
-                "2 shards pinned, 2 part/shard, fsync never",
+                "1 shard on cores 0, 2 part/shard, fsync never",
+                "2 shards on cores 0,1, 2 part/shard, fsync never",
             ]
         );
         assert_eq!(layouts[0].flags(), ["--fsync never"]);
@@ -637,6 +782,45 @@ mod tests {
         bad.shards = vec![];
         bad.pinned = vec!["maybe".into()];
         assert!(matrix(&bad, 2).is_err());
+        for set in ["2", "0,0", "x", ""] {
+            let mut bad = args();
+            bad.core_sets = vec![set.into()];
+            assert!(matrix(&bad, 2).is_err(), "{set}");
+        }
+        let mut bad = args();
+        bad.io_workers = vec!["sometimes".into()];
+        assert!(matrix(&bad, 2).is_err());
+    }
+
+    #[test]
+    fn core_sets_and_io_worker_placement_multiply_the_pinned_layouts() {
+        let mut a = args();
+        a.pinned = vec!["yes".into()];
+        a.core_sets = vec!["1".into(), "0".into(), "1,0".into()];
+        a.io_workers = vec!["pinned".into(), "unpinned".into()];
+        let layouts = matrix(&a, 2).expect("matrix");
+        let names: Vec<String> = layouts.iter().map(Layout::name).collect();
+        assert_eq!(
+            names,
+            [
+                "2 shards, 2 part/shard, fsync never (default)",
+                "1 shard on cores 1, 2 part/shard, fsync never",
+                "1 shard on cores 1, io-wq unpinned, 2 part/shard, fsync never",
+                "1 shard on cores 0, 2 part/shard, fsync never",
+                "1 shard on cores 0, io-wq unpinned, 2 part/shard, fsync never",
+                "2 shards on cores 1,0, 2 part/shard, fsync never",
+                "2 shards on cores 1,0, io-wq unpinned, 2 part/shard, fsync never",
+            ]
+        );
+        assert_eq!(
+            layouts[6].flags(),
+            [
+                "--shards 2",
+                "--cores 1,0",
+                "--pin-io-workers false",
+                "--fsync never"
+            ]
+        );
     }
 
     #[test]
@@ -648,6 +832,7 @@ mod tests {
                 .map(|&r| Run {
                     msgs_per_sec: r,
                     p99_us: 1000,
+                    io_worker_cpus: vec!["1".into()],
                 })
                 .collect()
         };

@@ -220,11 +220,19 @@ fn shard_thread(
     }
     let runtime = Runtime::new(RuntimeConfig::default())
         .map_err(|source| StartError::Runtime { shard: id, source })?;
-    if let Some(cores) = &shared.config.cores {
+    if let Some(cores) = shared
+        .config
+        .cores
+        .as_ref()
+        .filter(|_| shared.config.pin_io_workers)
+    {
         // The shard's io-wq workers (punted buffered writes, splices) run on its core too, next
-        // to the bytes they copy (perf-reports/2026-11-22-iowq-affinity.md).
+        // to the bytes they copy (perf-reports/2026-11-22-iowq-affinity.md). Left alone
+        // (--pin-io-workers false) they follow the kernel's default: before Linux 6.2 any CPU;
+        // since 6.2 the kernel keeps a thread's user-requested affinity in the workers it
+        // forks, so a pinned shard's workers stay on its core either way.
         runtime
-            .pin_workers(cores[id])
+            .pin_workers(&[cores[id]])
             .map_err(|source| StartError::Pin {
                 shard: id,
                 core: cores[id],

@@ -51,6 +51,11 @@ pub struct Args {
     /// core.balance.interval.ms when the gap matters: true or false [default: true]
     #[arg(long)]
     pub balance_cores: Option<bool>,
+    /// With --cores: restrict each shard's io_uring worker threads (io-wq: punted writes and
+    /// splices) to the shard's core: true or false (the kernel's default placement)
+    /// [default: true]
+    #[arg(long)]
+    pub pin_io_workers: Option<bool>,
     /// This node's id in a cluster (Kafka's node.id) [default: 1, alone]
     #[arg(long)]
     pub node_id: Option<u64>,
@@ -93,6 +98,8 @@ pub struct FileConfig {
     metrics_listen: Option<String>,
     #[serde(rename = "balance-cores")]
     balance_cores: Option<bool>,
+    #[serde(rename = "pin-io-workers")]
+    pin_io_workers: Option<bool>,
     #[serde(rename = "core.balance.interval.ms")]
     core_balance_interval_ms: Option<i64>,
     #[serde(rename = "log.retention.check.interval.ms")]
@@ -206,6 +213,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// `--balance-cores`: move partitions between shards by measured load (`balance`).
     pub balance_cores: bool,
+    /// `--pin-io-workers`: with `cores`, each shard's io-wq workers share its core.
+    pub pin_io_workers: bool,
     /// `core.balance.interval.ms`: how often the balancer measures and may move one partition.
     pub core_balance_interval_ms: u64,
     /// `log.retention.check.interval.ms`: how often each shard deletes segments past their
@@ -481,6 +490,7 @@ impl Config {
             stage_timing: args.stage_timing || file.stage_timing.unwrap_or(false),
             metrics_listen,
             balance_cores: args.balance_cores.or(file.balance_cores).unwrap_or(true),
+            pin_io_workers: args.pin_io_workers.or(file.pin_io_workers).unwrap_or(true),
             core_balance_interval_ms,
             log_retention_check_interval_ms,
             topics: TopicDefaults {

@@ -100,6 +100,7 @@ def test_sweep_runs_a_small_matrix_and_recommends(tmp_path):
 
     out, svg = tmp_path / "sweep.json", tmp_path / "sweep.svg"
     r = bench("sweep", "--broker-bin", str(BINARY), "--shards", "1,2", "--pinned", "no,yes", "--runs", "2",
+              "--core-set", "1", "--core-set", "1,0", "--io-workers", "pinned,unpinned",
               "--duration", "1", "--batch-records", "200", "--json", str(out), "--svg", str(svg), timeout=300)
     assert r.returncode == 0, r.stderr.decode()[-3000:]
     report = json.loads(out.read_text())
@@ -107,10 +108,19 @@ def test_sweep_runs_a_small_matrix_and_recommends(tmp_path):
     # The default (2 shards unpinned here) first, then every other layout of the matrix once.
     assert layouts[0]["default"] and layouts[0]["flags"] == "--fsync never"
     assert sorted(l["flags"] for l in layouts[1:]) == sorted([
-        "--shards 1 --fsync never", "--shards 1 --cores 0 --fsync never", "--shards 2 --cores 0,1 --fsync never",
+        "--shards 1 --fsync never",
+        "--shards 1 --cores 1 --fsync never",
+        "--shards 1 --cores 1 --pin-io-workers false --fsync never",
+        "--shards 2 --cores 1,0 --fsync never",
+        "--shards 2 --cores 1,0 --pin-io-workers false --fsync never",
     ])
     for layout in layouts:
         assert len(layout["runs"]) == 2 and all(run["msgs_per_sec"] > 0 and run["p99_us"] > 0 for run in layout["runs"])
+    # The io-wq workers' CPUs as the kernel set them: a shard pinned to core 1 with its workers
+    # pinned keeps them there.
+    pinned_one = next(l for l in layouts if l["flags"] == "--shards 1 --cores 1 --fsync never")
+    assert pinned_one["cores"] == [1] and pinned_one["pin_io_workers"]
+    assert {c for run in pinned_one["runs"] for c in run["io_worker_cpus"]} <= {"1"}
     best = max(layouts, key=lambda l: l["median_msgs_per_sec"])
     assert report["recommendation"]["flags"] == best["flags"]
     table = r.stdout.decode()
@@ -120,3 +130,5 @@ def test_sweep_runs_a_small_matrix_and_recommends(tmp_path):
     # Bad matrices are refused with a message.
     r = bench("sweep", "--broker-bin", str(BINARY), "--shards", "64")
     assert r.returncode == 2 and b"cores" in r.stderr
+    r = bench("sweep", "--broker-bin", str(BINARY), "--core-set", "0,0")
+    assert r.returncode == 2 and b"--core-set" in r.stderr

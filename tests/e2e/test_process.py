@@ -1,5 +1,6 @@
 """The process: flags and config errors, core pinning, shards."""
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -59,6 +60,45 @@ def test_shards_are_pinned_to_the_requested_cores(make_broker):
     assert shard_affinity(b.proc.pid) == {"shard-0": "1", "shard-1": "0"}
     b2 = make_broker("--shards", "1", "--cores", "1")
     assert shard_affinity(b2.proc.pid) == {"shard-0": "1"}
+
+
+def io_worker_affinity(pid):
+    """Cpus_allowed_list of each io-wq worker thread (named iou-wrk-<ring owner's tid>)."""
+    out = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            if (task / "comm").read_text().startswith("iou-wrk-"):
+                for line in (task / "status").read_text().splitlines():
+                    if line.startswith("Cpus_allowed_list:"):
+                        out.add(line.split()[1])
+        except FileNotFoundError:
+            pass  # an idle worker exited
+    return out
+
+
+def test_io_workers_run_on_their_pinned_shards_core(make_broker):
+    from confluent_kafka import Producer
+
+    def workers_under_load(b):
+        producer = Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "linger.ms": 1})
+        seen = set()
+        for _ in range(10):
+            for i in range(2000):
+                producer.produce("busy", value=b"x" * 200)
+            producer.flush(20)
+            seen |= io_worker_affinity(b.proc.pid)
+        return seen
+
+    pinned = make_broker("--shards", "1", "--cores", "1")
+    assert workers_under_load(pinned) == {"1"}
+    # Unpinned shards: the workers may run anywhere.
+    anywhere = make_broker("--shards", "1")
+    assert workers_under_load(anywhere) == {f"0-{os.cpu_count() - 1}"} if os.cpu_count() > 1 else {"0"}
+    # Left to the kernel: since Linux 6.2 a pinned thread's workers keep its affinity, before
+    # it they may run on any CPU; either way within the process's CPUs, and the broker works.
+    default = make_broker("--shards", "1", "--cores", "1", "--pin-io-workers", "false")
+    seen = workers_under_load(default)
+    assert seen and seen <= {"1", f"0-{os.cpu_count() - 1}"}, seen
 
 
 def test_partitions_spread_over_shards_and_all_serve(make_broker):

@@ -215,10 +215,11 @@ impl Runtime {
         })
     }
 
-    /// Runs this runtime's io-wq workers (punted writes, splices) on `cpu` only: with a pinned
-    /// shard, its kernel-side copies then run on the core whose cache holds the bytes.
-    pub fn pin_workers(&self, cpu: usize) -> io::Result<()> {
-        self.core.ring.borrow().pin_workers(cpu)
+    /// Runs this runtime's io-wq workers (punted writes, splices) on `cpus` only: with a
+    /// pinned shard and its own core, its kernel-side copies run where the bytes are cached.
+    /// Without a call, the workers inherit the affinity of the thread that made the ring.
+    pub fn pin_workers(&self, cpus: &[usize]) -> io::Result<()> {
+        self.core.ring.borrow().pin_workers(cpus)
     }
 
     /// Runs `future` to completion on this thread, with every task spawned meanwhile.

@@ -122,18 +122,23 @@ impl Ring {
     }
 
     /// Restricts this ring's io-wq worker threads (which run punted buffered writes and splices)
-    /// to one CPU.
-    pub(crate) fn pin_workers(&self, cpu: usize) -> io::Result<()> {
-        if cpu >= libc::CPU_SETSIZE as usize {
+    /// to `cpus`.
+    pub(crate) fn pin_workers(&self, cpus: &[usize]) -> io::Result<()> {
+        if let Some(&bad) = cpus.iter().find(|&&c| c >= libc::CPU_SETSIZE as usize) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("no CPU {cpu}"),
+                format!("no CPU {bad}"),
             ));
         }
-        // SAFETY: cpu_set_t is plain data; CPU_ZERO/CPU_SET write within it (cpu checked above).
+        if cpus.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no CPUs given"));
+        }
+        // SAFETY: cpu_set_t is plain data; CPU_SET writes within it (every cpu checked above).
         let set = unsafe {
             let mut set: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(cpu, &mut set);
+            for &cpu in cpus {
+                libc::CPU_SET(cpu, &mut set);
+            }
             set
         };
         self.uring.submitter().register_iowq_aff(&set)
