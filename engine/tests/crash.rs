@@ -468,8 +468,14 @@ fn a_poisoned_partition_still_serves_what_an_fdatasync_covered() {
 fn a_partition_offline_after_a_full_disk_serves_again_once_space_is_freed() {
     let disk = SimDisk::new(seed("offline_after_a_full_disk_serves_again"));
     let dir = Path::new("/p");
+    // No checkpoint falls due during the test: a checkpoint write racing the reopen (a slow,
+    // loaded run can take over a second) would take the fault injected for the reopen.
+    let config = LogConfig {
+        checkpoint_interval_ms: 3_600_000,
+        ..LogConfig::default()
+    };
     run(async {
-        let log = open_on(&disk, dir, LogConfig::default()).await;
+        let log = open_on(&disk, dir, config).await;
         let first = log.append(batch(2, 10, 1, 1), 0).expect("append");
         log.wait_for_ack(first.last_offset, true)
             .await
