@@ -4,21 +4,15 @@
 use std::collections::BTreeMap;
 
 use bytes::{Buf, Bytes};
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::{
-    BrokerId, ConsumerProtocolAssignment, DeleteGroupsRequest, DescribeGroupsRequest,
-    FindCoordinatorRequest, GroupId, ListGroupsRequest, ListOffsetsRequest, OffsetFetchRequest,
-    TopicName,
+    ConsumerProtocolAssignment, DeleteGroupsRequest, DescribeGroupsRequest, FindCoordinatorRequest,
+    GroupId, ListGroupsRequest, OffsetFetchRequest,
 };
-use kafka_protocol::protocol::{Decodable, StrBytes};
+use kafka_protocol::protocol::Decodable;
 use serde_json::json;
 
-use super::kafka::{check, error_name, Client, Target};
+use super::kafka::{check, error_name, s, Client, Target};
 use super::{print_json, print_table, AdminArgs, AdminError, GroupCommand};
-
-fn s(text: &str) -> StrBytes {
-    StrBytes::from_string(text.to_string())
-}
 
 pub fn run(args: &AdminArgs, command: &GroupCommand) -> Result<(), AdminError> {
     let mut client = Client::connect(&args.bootstrap_server)?;
@@ -206,65 +200,6 @@ fn describe(args: &AdminArgs, client: &mut Client, group: &str) -> Result<(), Ad
     Ok(())
 }
 
-/// The log end offset of each (topic, partition), asked of each leader.
-fn log_ends(
-    client: &mut Client,
-    topics: &[String],
-) -> Result<BTreeMap<(String, i32), i64>, AdminError> {
-    let metadata = client.metadata(Some(topics.to_vec()))?;
-    let mut by_leader: BTreeMap<i32, BTreeMap<String, Vec<i32>>> = BTreeMap::new();
-    for topic in &metadata.topics {
-        let name = topic
-            .name
-            .as_ref()
-            .map(|n| n.0.to_string())
-            .unwrap_or_default();
-        for p in &topic.partitions {
-            if p.leader_id.0 >= 0 {
-                by_leader
-                    .entry(p.leader_id.0)
-                    .or_default()
-                    .entry(name.clone())
-                    .or_default()
-                    .push(p.partition_index);
-            }
-        }
-    }
-    let mut ends = BTreeMap::new();
-    for (leader, wanted) in by_leader {
-        let request_topics: Vec<ListOffsetsTopic> = wanted
-            .iter()
-            .map(|(name, partitions)| {
-                ListOffsetsTopic::default()
-                    .with_name(TopicName(s(name)))
-                    .with_partitions(
-                        partitions
-                            .iter()
-                            .map(|&p| {
-                                ListOffsetsPartition::default()
-                                    .with_partition_index(p)
-                                    .with_timestamp(-1)
-                            })
-                            .collect(),
-                    )
-            })
-            .collect();
-        let response = client.send(Target::Node(leader), 7, |_| {
-            ListOffsetsRequest::default()
-                .with_replica_id(BrokerId(-1))
-                .with_topics(request_topics)
-        })?;
-        for topic in response.topics {
-            for p in topic.partitions {
-                if p.error_code == 0 {
-                    ends.insert((topic.name.0.to_string(), p.partition_index), p.offset);
-                }
-            }
-        }
-    }
-    Ok(ends)
-}
-
 fn lag(args: &AdminArgs, client: &mut Client, group: &str) -> Result<(), AdminError> {
     let node = coordinator(client, group)?;
     let response = client.send(Target::Node(node), 7, |_| {
@@ -299,7 +234,8 @@ fn lag(args: &AdminArgs, client: &mut Client, group: &str) -> Result<(), AdminEr
     let ends = if topics.is_empty() {
         BTreeMap::new()
     } else {
-        log_ends(client, &topics)?
+        let metadata = client.metadata(Some(topics))?;
+        client.offsets_at(&metadata.topics.iter().collect::<Vec<_>>(), -1)
     };
     // (topic, partition, committed, log end, lag)
     type Row = (String, i32, i64, Option<i64>, Option<i64>);

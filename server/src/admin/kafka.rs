@@ -204,7 +204,87 @@ fn api_name(key: i16) -> &'static str {
     }
 }
 
+/// Kafka's name for a partition's text form, "topic-p" keyed: (topic, partition).
+pub type PartitionKey = (String, i32);
+
+/// A StrBytes of `text`.
+pub fn s(text: &str) -> StrBytes {
+    StrBytes::from_string(text.to_string())
+}
+
+/// A Metadata topic's name ("" when the broker sent none).
+pub fn topic_name(
+    topic: &kafka_protocol::messages::metadata_response::MetadataResponseTopic,
+) -> String {
+    topic
+        .name
+        .as_ref()
+        .map(|n| n.0.to_string())
+        .unwrap_or_default()
+}
+
 impl Client {
+    /// The offset at `timestamp` (-2 earliest, -1 latest) of every partition of `topics` that
+    /// has a leader, asked of each leader. A leader that cannot be asked, or a partition that
+    /// answers an error, is left out: callers show it as unknown.
+    pub fn offsets_at(
+        &mut self,
+        topics: &[&kafka_protocol::messages::metadata_response::MetadataResponseTopic],
+        timestamp: i64,
+    ) -> std::collections::BTreeMap<PartitionKey, i64> {
+        use kafka_protocol::messages::list_offsets_request::{
+            ListOffsetsPartition, ListOffsetsTopic,
+        };
+        use kafka_protocol::messages::{BrokerId, ListOffsetsRequest, TopicName};
+        let mut by_leader: std::collections::BTreeMap<
+            i32,
+            std::collections::BTreeMap<String, Vec<i32>>,
+        > = Default::default();
+        for topic in topics {
+            for p in topic.partitions.iter().filter(|p| p.leader_id.0 >= 0) {
+                by_leader
+                    .entry(p.leader_id.0)
+                    .or_default()
+                    .entry(topic_name(topic))
+                    .or_default()
+                    .push(p.partition_index);
+            }
+        }
+        let mut found = std::collections::BTreeMap::new();
+        for (leader, wanted) in by_leader {
+            let request_topics: Vec<ListOffsetsTopic> = wanted
+                .iter()
+                .map(|(name, partitions)| {
+                    ListOffsetsTopic::default()
+                        .with_name(TopicName(s(name)))
+                        .with_partitions(
+                            partitions
+                                .iter()
+                                .map(|&p| {
+                                    ListOffsetsPartition::default()
+                                        .with_partition_index(p)
+                                        .with_timestamp(timestamp)
+                                })
+                                .collect(),
+                        )
+                })
+                .collect();
+            let Ok(response) = self.send(Target::Node(leader), 7, |_| {
+                ListOffsetsRequest::default()
+                    .with_replica_id(BrokerId(-1))
+                    .with_topics(request_topics)
+            }) else {
+                continue;
+            };
+            for topic in response.topics {
+                for p in topic.partitions.into_iter().filter(|p| p.error_code == 0) {
+                    found.insert((topic.name.0.to_string(), p.partition_index), p.offset);
+                }
+            }
+        }
+        found
+    }
+
     /// Connects to `bootstrap` (HOST:PORT) and learns the brokers from Metadata.
     pub fn connect(bootstrap: &str) -> Result<Client, AdminError> {
         let mut client = Client {

@@ -7,16 +7,14 @@ use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
 use kafka_protocol::messages::{
     BrokerId, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
-    IncrementalAlterConfigsRequest, ListOffsetsRequest, TopicName,
+    IncrementalAlterConfigsRequest, TopicName,
 };
-use kafka_protocol::protocol::StrBytes;
 use serde_json::json;
 
-use super::kafka::{check, Client, Target};
+use super::kafka::{check, s, topic_name, Client, Target};
 use super::{key_value, print_json, print_table, AdminArgs, AdminError, TopicCommand};
 
 const RESOURCE_TOPIC: i8 = 2;
@@ -24,10 +22,6 @@ const RESOURCE_TOPIC: i8 = 2;
 const SOURCE_TOPIC: i8 = 1;
 const EARLIEST: i64 = -2;
 const LATEST: i64 = -1;
-
-fn s(text: &str) -> StrBytes {
-    StrBytes::from_string(text.to_string())
-}
 
 pub fn run(args: &AdminArgs, command: &TopicCommand) -> Result<(), AdminError> {
     let mut client = Client::connect(&args.bootstrap_server)?;
@@ -123,14 +117,6 @@ fn create(
     Ok(())
 }
 
-fn topic_name(topic: &MetadataResponseTopic) -> String {
-    topic
-        .name
-        .as_ref()
-        .map(|n| n.0.to_string())
-        .unwrap_or_default()
-}
-
 fn list(args: &AdminArgs, client: &mut Client) -> Result<(), AdminError> {
     let metadata = client.metadata(None)?;
     let mut topics: Vec<&MetadataResponseTopic> = metadata.topics.iter().collect();
@@ -161,73 +147,6 @@ fn list(args: &AdminArgs, client: &mut Client) -> Result<(), AdminError> {
         .collect();
     print_table(&["topic", "partitions", "internal"], &rows);
     Ok(())
-}
-
-/// (earliest, latest) offset of each (topic, partition), asked of each partition's leader.
-fn offsets(
-    client: &mut Client,
-    topics: &[&MetadataResponseTopic],
-) -> BTreeMap<(String, i32), (Option<i64>, Option<i64>)> {
-    let mut by_leader: BTreeMap<i32, BTreeMap<String, Vec<i32>>> = BTreeMap::new();
-    for topic in topics {
-        for p in &topic.partitions {
-            if p.leader_id.0 >= 0 {
-                by_leader
-                    .entry(p.leader_id.0)
-                    .or_default()
-                    .entry(topic_name(topic))
-                    .or_default()
-                    .push(p.partition_index);
-            }
-        }
-    }
-    let mut found: BTreeMap<(String, i32), (Option<i64>, Option<i64>)> = BTreeMap::new();
-    for (leader, wanted) in by_leader {
-        for (slot, timestamp) in [(0, EARLIEST), (1, LATEST)] {
-            let request_topics: Vec<ListOffsetsTopic> = wanted
-                .iter()
-                .map(|(name, partitions)| {
-                    ListOffsetsTopic::default()
-                        .with_name(TopicName(s(name)))
-                        .with_partitions(
-                            partitions
-                                .iter()
-                                .map(|&p| {
-                                    ListOffsetsPartition::default()
-                                        .with_partition_index(p)
-                                        .with_timestamp(timestamp)
-                                })
-                                .collect(),
-                        )
-                })
-                .collect();
-            // A leader that cannot be asked leaves its offsets unknown ("-"), not an error:
-            // describe still shows the partitions.
-            let Ok(response) = client.send(Target::Node(leader), 7, |_| {
-                ListOffsetsRequest::default()
-                    .with_replica_id(BrokerId(-1))
-                    .with_topics(request_topics)
-            }) else {
-                continue;
-            };
-            for topic in response.topics {
-                for p in topic.partitions {
-                    if p.error_code != 0 {
-                        continue;
-                    }
-                    let entry = found
-                        .entry((topic.name.0.to_string(), p.partition_index))
-                        .or_default();
-                    if slot == 0 {
-                        entry.0 = Some(p.offset);
-                    } else {
-                        entry.1 = Some(p.offset);
-                    }
-                }
-            }
-        }
-    }
-    found
 }
 
 /// Each topic's overrides (configs it sets itself), by topic.
@@ -297,7 +216,9 @@ fn describe(args: &AdminArgs, client: &mut Client, names: &[String]) -> Result<(
         .map(|t| topic_name(t))
         .collect();
     let configs = overrides(client, &user_names)?;
-    let offsets = offsets(client, &topics);
+    let starts = client.offsets_at(&topics, EARLIEST);
+    let ends = client.offsets_at(&topics, LATEST);
+    let offsets_of = |key: &(String, i32)| (starts.get(key).copied(), ends.get(key).copied());
     let offset_text = |o: Option<i64>| o.map_or("-".to_string(), |o| o.to_string());
     if args.json {
         let items: Vec<serde_json::Value> = topics
@@ -309,10 +230,7 @@ fn describe(args: &AdminArgs, client: &mut Client, names: &[String]) -> Result<(
                 let partitions: Vec<serde_json::Value> = partitions
                     .iter()
                     .map(|p| {
-                        let (start, end) = offsets
-                            .get(&(name.clone(), p.partition_index))
-                            .copied()
-                            .unwrap_or_default();
+                        let (start, end) = offsets_of(&(name.clone(), p.partition_index));
                         json!({
                             "partition": p.partition_index,
                             "leader": p.leader_id.0,
@@ -368,10 +286,7 @@ fn describe(args: &AdminArgs, client: &mut Client, names: &[String]) -> Result<(
         let rows: Vec<Vec<String>> = partitions
             .iter()
             .map(|p| {
-                let (start, end) = offsets
-                    .get(&(name.clone(), p.partition_index))
-                    .copied()
-                    .unwrap_or_default();
+                let (start, end) = offsets_of(&(name.clone(), p.partition_index));
                 vec![
                     p.partition_index.to_string(),
                     if p.leader_id.0 < 0 {
